@@ -1,0 +1,36 @@
+# cni-py: see README.md. Everything runs as root on Debian 12.
+SHELL := /bin/bash
+VENV_PY := .venv/bin/python3
+DESTDIR ?= /opt/cni/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup bin demo test install bench clean
+
+# Debian packages + the project virtualenv (idempotent).
+setup:
+	@bash build/setup.sh
+
+# One executable per plugin (CNI type name) in dist/bin/.
+bin: setup
+	@echo "building dist/bin:"
+	@$(VENV_PY) -m compileall -q cnilib plugins
+	@$(VENV_PY) build/launchers.py dist/bin
+
+# The main job: a throwaway "container" joins a network, is reached, and is removed.
+demo: bin
+	@$(VENV_PY) -m conformance.demo --cni-path $(CURDIR)/dist/bin
+
+# The whole test suite (unit, integration, conformance).
+test: bin
+	@$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+install: bin
+	@$(VENV_PY) build/install.py dist/bin $(DESTDIR)
+
+# Ours against the reference plugins in /usr/lib/cni, alternating, in one run.
+bench: bin
+	@$(VENV_PY) -m conformance.bench
+
+clean:
+	rm -rf dist .venv .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

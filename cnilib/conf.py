@@ -1,0 +1,107 @@
+"""The network configuration a plugin reads on stdin."""
+
+from __future__ import annotations
+
+from cnilib import jsonio
+from cnilib import version as _version
+from cnilib.errors import DECODE_FAILURE, INVALID_CONFIG, CNIError, invalid_config
+
+_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_REST = _NAME_FIRST | frozenset("_.-")
+
+
+def valid_name(s: object) -> bool:
+    """libcni's ``^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$`` (network names and container IDs)."""
+    return isinstance(s, str) and bool(s) and s[0] in _NAME_FIRST and all(c in _NAME_REST for c in s)
+
+
+class NetConf:
+    """A parsed plugin config. ``data`` keeps every key; known keys get attributes.
+
+    ``raw`` is stdin as received: delegated plugins (IPAM) get these exact bytes.
+    """
+
+    __slots__ = ("raw", "data", "cni_version", "name", "type", "ipam", "dns",
+                 "runtime_config", "capabilities", "args", "raw_prev_result")
+
+    def __init__(self, raw: bytes, data: dict) -> None:
+        self.raw = raw
+        self.data = data
+        v = data.get("cniVersion")
+        self.cni_version: str = v if v else _version.IMPLICIT
+        self.name = data.get("name")
+        self.type = data.get("type")
+        # Filled in by validate(), after the version check, so that the error order
+        # matches libcni's skel: decode (6), version (1), then config (7).
+        self.ipam: dict | None = None
+        self.dns: dict | None = None
+        self.runtime_config: dict = {}
+        self.capabilities: dict = {}
+        self.args: dict = {}
+        self.raw_prev_result: dict | None = None
+
+    @classmethod
+    def parse(cls, raw: bytes) -> "NetConf":
+        """Decode stdin: code 6 if it is not a JSON object; no semantic checks yet."""
+        try:
+            data = jsonio.loads(raw)
+        except jsonio.JSONError as e:
+            raise CNIError(DECODE_FAILURE, "error decoding network config", str(e)) from None
+        if not isinstance(data, dict):
+            raise CNIError(DECODE_FAILURE, "error decoding network config", "stdin is not a JSON object")
+        v = data.get("cniVersion")
+        if v is not None and not isinstance(v, str):
+            raise CNIError(DECODE_FAILURE, "error decoding network config", f"cniVersion {v!r} is not a string")
+        return cls(raw, data)
+
+    def validate(self) -> None:
+        """Code 7 for a missing or malformed ``name`` (libcni's rule) or a well-known key
+        (``ipam``, ``dns``, ``runtimeConfig``, ``capabilities``, ``args``, ``prevResult``)
+        that is not an object."""
+        if self.name is None or self.name == "":
+            raise CNIError(INVALID_CONFIG, "missing network name")
+        if not valid_name(self.name):
+            raise invalid_config("name", self.name, "must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+        if self.type is not None and not isinstance(self.type, str):
+            raise invalid_config("type", self.type, "must be a string")
+        data = self.data
+        self.ipam = _opt_obj(data, "ipam")
+        self.dns = _opt_obj(data, "dns")
+        self.runtime_config = _opt_obj(data, "runtimeConfig") or {}
+        self.capabilities = _opt_obj(data, "capabilities") or {}
+        self.args = _opt_obj(data, "args") or {}
+        self.raw_prev_result = _opt_obj(data, "prevResult")
+
+    def prev_result(self) -> "Result | None":
+        """``prevResult`` parsed (any supported version; none given means the config's)."""
+        if self.raw_prev_result is None:
+            return None
+        from cnilib.types import Result
+
+        return Result.parse(self.raw_prev_result, self.cni_version)
+
+    def runtime(self, capability: str) -> object:
+        """``runtimeConfig[capability]`` or None."""
+        return self.runtime_config.get(capability)
+
+    def cni_args(self) -> dict:
+        """``args.cni`` (CONVENTIONS.md) as a dict, {} when absent or malformed-empty."""
+        cni = self.args.get("cni")
+        if cni is None:
+            return {}
+        if not isinstance(cni, dict):
+            raise invalid_config("args.cni", cni, "must be an object")
+        return cni
+
+
+def _opt_obj(data: dict, key: str) -> dict | None:
+    v = data.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise invalid_config(key, v, "must be a JSON object")
+    return v
+
+
+if False:  # type checking only; keeps cnilib.types out of the import path
+    from cnilib.types import Result  # noqa: F401

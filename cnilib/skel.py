@@ -1,0 +1,211 @@
+"""The plugin process boundary: environment and stdin in, one JSON document out.
+
+``run(plugin)`` reads CNI_COMMAND and the other CNI_* variables, validates them for the
+verb (an empty variable counts as absent, as libcni exports all six), decodes and checks
+the config, dispatches to the plugin's verb function and prints exactly one document on
+stdout: the ADD result converted to the config's cniVersion, the VERSION answer, nothing
+for DEL/CHECK/GC/STATUS, or ``{"cniVersion","code","msg","details"}`` on failure. This is
+the only place exceptions become CNI errors: ``CNIError`` keeps its code, anything else is
+code 999 with one log line on stderr, never a traceback.
+
+Checks run in the Go skel's order so error codes match the reference plugins: required
+variables (4), stdin (5), JSON (6), cniVersion (1), verb gating (1), name and well-known
+keys (7), container ID (3/4), interface name (4), CNI_ARGS (4).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from cnilib import version as _version
+from cnilib.errors import (
+    INTERNAL,
+    INVALID_ENVIRONMENT,
+    IO_FAILURE,
+    UNKNOWN_CONTAINER,
+    CNIError,
+)
+
+VERBS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
+# Required variables per verb (SPEC.md "Parameters"); CNI_PATH is optional where the spec
+# says so (the Go skel insists on it; nothing here needs it except delegation).
+REQUIRED = {
+    "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+    "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+    "DEL": ("CNI_CONTAINERID", "CNI_IFNAME"),
+    "GC": ("CNI_PATH",),
+    "STATUS": (),
+    "VERSION": (),
+}
+IFNAMSIZ = 16
+
+
+class CmdArgs:
+    """What one invocation carries: the CNI_* variables, stdin and the parsed config."""
+
+    __slots__ = ("command", "container_id", "netns", "ifname", "args_raw", "path", "stdin", "conf", "args")
+
+    def __init__(self, command: str, container_id: str, netns: str, ifname: str, args_raw: str,
+                 path: list[str], stdin: bytes) -> None:
+        self.command = command
+        self.container_id = container_id
+        self.netns = netns
+        self.ifname = ifname
+        self.args_raw = args_raw
+        self.path = path
+        self.stdin = stdin
+        self.conf: NetConf = None  # type: ignore[assignment]  # set before any verb runs
+        self.args: dict[str, str] = {}
+
+
+class Plugin:
+    """A plugin's verbs. Each is ``fn(cmd: CmdArgs)``; ``add`` returns a Result.
+
+    A verb left as None is a no-op success (GC/STATUS for plugins with nothing to do).
+    """
+
+    def __init__(self, name: str, *, add=None, delete=None, check=None, gc=None, status=None,
+                 about: str = "", versions: tuple[str, ...] = _version.SUPPORTED) -> None:
+        self.name = name
+        self.verbs = {"ADD": add, "DEL": delete, "CHECK": check, "GC": gc, "STATUS": status}
+        self.about = about or f"CNI {name} plugin (cni-py {_pkg_version()})"
+        self.versions = versions
+
+
+def _pkg_version() -> str:
+    from cnilib import __version__
+
+    return __version__
+
+
+def valid_ifname(name: str) -> str:
+    """Return "" if ``name`` is a usable interface name, else the reason (libcni's rules)."""
+    if name in (".", ".."):
+        return "interface name cannot be . or .."
+    if len(name.encode()) >= IFNAMSIZ:
+        return f"interface name is too long (max {IFNAMSIZ - 1} bytes)"
+    for c in name:
+        if c in "/:" or c.isspace():
+            return f"interface name contains an invalid character {c!r}"
+    return ""
+
+
+def run(plugin: Plugin) -> None:
+    """Run one invocation against the real process environment and exit."""
+    code = execute(plugin, os.environ, _read_stdin, sys.stdout, sys.stderr)
+    sys.exit(code)
+
+
+def _read_stdin() -> bytes:
+    return sys.stdin.buffer.read()
+
+
+def execute(plugin: Plugin, env, read_stdin, out, err) -> int:
+    """One invocation with explicit environment and streams; returns the exit status."""
+    command = env.get("CNI_COMMAND", "")
+    if command == "":
+        # As the reference: with no command at all, describe ourselves on stderr.
+        err.write(f"{plugin.about}\nCNI protocol versions supported: {', '.join(plugin.versions)}\n")
+        return 0
+    conf_version = _version.CURRENT
+    try:
+        cmd = _cmd_from_env(command, env)
+        try:
+            cmd.stdin = read_stdin()
+        except (OSError, ValueError) as e:
+            raise CNIError(IO_FAILURE, f"error reading from stdin: {e}") from None
+        if command == "VERSION":
+            _print(out, _version_answer(plugin, cmd.stdin))
+            return 0
+        from cnilib.conf import NetConf
+
+        conf = NetConf.parse(cmd.stdin)
+        cmd.conf = conf
+        if conf.cni_version not in plugin.versions:
+            raise CNIError(1, "incompatible CNI versions",
+                           f"config is {conf.cni_version!r}, plugin supports {list(plugin.versions)}")
+        conf_version = conf.cni_version
+        _version.gate_verb(command, conf.cni_version)
+        conf.validate()
+        _validate_attachment(cmd)
+        if cmd.args_raw:
+            from cnilib import args as _args
+
+            cmd.args = _args.parse(cmd.args_raw)
+        fn = plugin.verbs[command]
+        if fn is None:
+            return 0
+        result = fn(cmd)
+        if command == "ADD":
+            if result is None:
+                raise CNIError(INTERNAL, f"{plugin.name}: ADD produced no result")
+            _print(out, result.to_dict(conf.cni_version))
+        return 0
+    except CNIError as e:
+        _print(out, e.to_dict(conf_version))
+        return 1
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - the one error boundary
+        where = ""
+        tb = e.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None:
+            where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+        err.write(f"{plugin.name}: internal error: {type(e).__name__}: {e}{where}\n")
+        _print(out, CNIError(INTERNAL, f"{type(e).__name__}: {e}").to_dict(conf_version))
+        return 1
+
+
+def _cmd_from_env(command: str, env) -> CmdArgs:
+    if command not in VERBS:
+        raise CNIError(INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {command}")
+    missing = [k for k in REQUIRED[command] if not env.get(k)]
+    if missing:
+        raise CNIError(INVALID_ENVIRONMENT, f"required env variables [{','.join(missing)}] missing")
+    path = [p for p in env.get("CNI_PATH", "").split(":") if p]
+    return CmdArgs(command, env.get("CNI_CONTAINERID", ""), env.get("CNI_NETNS", ""),
+                   env.get("CNI_IFNAME", ""), env.get("CNI_ARGS", ""), path, b"")
+
+
+def _validate_attachment(cmd: CmdArgs) -> None:
+    if cmd.command not in ("ADD", "DEL", "CHECK"):
+        return
+    from cnilib.conf import valid_name
+
+    if not cmd.container_id:
+        raise CNIError(UNKNOWN_CONTAINER, "missing containerID")
+    if not valid_name(cmd.container_id):
+        raise CNIError(INVALID_ENVIRONMENT, "invalid characters in containerID",
+                       f"CNI_CONTAINERID {cmd.container_id!r} must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+    why = valid_ifname(cmd.ifname)
+    if why:
+        raise CNIError(INVALID_ENVIRONMENT, f"invalid CNI_IFNAME {cmd.ifname!r}: {why}")
+
+
+def _version_answer(plugin: Plugin, stdin: bytes) -> dict:
+    asked = _version.CURRENT
+    if stdin.strip():
+        from cnilib import jsonio
+
+        try:
+            data = jsonio.loads(stdin)
+        except jsonio.JSONError:
+            data = None
+        v = data.get("cniVersion") if isinstance(data, dict) else None
+        if isinstance(v, str) and v in plugin.versions:
+            asked = v
+    return {"cniVersion": asked, "supportedVersions": list(plugin.versions)}
+
+
+def _print(out, doc: dict) -> None:
+    from cnilib import jsonio
+
+    try:
+        out.write(jsonio.dumps(doc))
+        out.write("\n")
+        out.flush()
+    except (BrokenPipeError, OSError):
+        pass
