@@ -43,6 +43,12 @@ def test_same_result_as_reference(our_bin, ref_bin, version):
         ref = _run(ref_bin, "ADD", b, conf)
         assert ours.ok and ref.ok, (ours, ref)
         ours.doc["interfaces"][0]["sandbox"] = ref.doc["interfaces"][0]["sandbox"]
+        if version != "1.0.0":
+            # Debian's reference loopback (1.1.1) prints its 1.0 result unconverted, so
+            # 0.3.x/0.4.0 results lack ips[].version, which those schemas require.
+            assert "version" not in ref.doc["ips"][0]
+            for ipc in ours.doc["ips"]:
+                assert ipc.pop("version") == ("4" if "." in ipc["address"] else "6")
         assert ours.doc == ref.doc
 
 
