@@ -1,0 +1,1 @@
+"""cni-py's conformance harness, demo and benchmarks (see README)."""
