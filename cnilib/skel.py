@@ -15,7 +15,6 @@ keys (7), container ID (3/4), interface name (4), CNI_ARGS (4).
 
 from __future__ import annotations
 
-import os
 import sys
 
 from cnilib import version as _version
@@ -93,8 +92,30 @@ def valid_ifname(name: str) -> str:
 
 def run(plugin: Plugin) -> None:
     """Run one invocation against the real process environment and exit."""
-    code = execute(plugin, os.environ, _read_stdin, sys.stdout, sys.stderr)
-    sys.exit(code)
+    code = execute(plugin, process_env(), _read_stdin, sys.stdout, sys.stderr)
+    # Exit without interpreter finalization (module teardown, GC): it costs ~3 ms per
+    # call and there is nothing to finalize once our two streams are flushed.
+    import posix
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    posix._exit(code)
+
+
+def process_env() -> dict[str, str]:
+    """The CNI_* variables of this process.
+
+    Read from ``posix.environ`` rather than ``os.environ``: with the launchers' ``-S``,
+    ``import os`` is not already paid for and costs ~2.7 ms, a fifth of a plugin call.
+    Decoded as ``os.environ`` does (UTF-8, surrogateescape).
+    """
+    import posix
+
+    return {k.decode("utf-8", "surrogateescape"): v.decode("utf-8", "surrogateescape")
+            for k, v in posix.environ.items() if k.startswith(b"CNI_")}
 
 
 def _read_stdin() -> bytes:
