@@ -1,0 +1,54 @@
+"""``python -m conformance --cni-path DIR [--plugins a,b] [--report out.html] [--junit out.xml]``
+
+Runs the conformance checks against the CNI plugins in DIR and exits non-zero if any
+check fails (expected deviations and not-applicable checks do not fail the run).
+Needs root (it makes network namespaces) and, for the libcni checks, Debian's golang-go
+and golang-github-appc-cni-dev.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m conformance", description="CNI plugin conformance checks")
+    ap.add_argument("--cni-path", required=True, help="directory of the plugin binaries under test")
+    ap.add_argument("--plugins", default="", help="comma-separated plugin types (default: every known type in DIR)")
+    ap.add_argument("--report", default="", help="write an HTML report (plugin x check) here")
+    ap.add_argument("--junit", default="", help="write JUnit XML here")
+    ap.add_argument("--implementation", default="", help="deviation profile (default: 'reference' for /usr/lib/cni)")
+    ap.add_argument("--reference", default="/usr/lib/cni", help="reference plugins for differential checks ('' to disable)")
+    ap.add_argument("-k", default="", help="only checks matching this pytest expression")
+    ap.add_argument("-q", action="store_true", help="quieter output")
+    ap.add_argument("-n", "--jobs", type=int, default=0, help="(reserved)")
+    opts = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("conformance: must run as root (it creates network namespaces)", file=sys.stderr)
+        return 2
+    import pytest
+
+    args = [os.path.join(HERE, "checks"), "-c", os.path.join(HERE, "pytest.ini"), "--rootdir", HERE,
+            "-p", "conformance.plugin", "--cni-path", os.path.abspath(opts.cni_path),
+            "--cni-reference", opts.reference, "-rfEX"]
+    if opts.plugins:
+        args += ["--cni-plugins", opts.plugins]
+    if opts.implementation:
+        args += ["--cni-implementation", opts.implementation]
+    if opts.report:
+        args += ["--cni-report", os.path.abspath(opts.report)]
+    if opts.junit:
+        args += ["--junitxml", os.path.abspath(opts.junit)]
+    if opts.k:
+        args += ["-k", opts.k]
+    if opts.q:
+        args += ["-q"]
+    return int(pytest.main(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

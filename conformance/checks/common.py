@@ -1,0 +1,86 @@
+"""Shared steps for the checks: run verbs against a plugin in a world, assert error docs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conformance.world import Outcome, World
+
+CID = "ctr-conformance-1"
+VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+SPEC_CODES = set(range(1, 12)) | {50, 51, 999}
+
+
+def need_profile(plugin) -> None:
+    """Skip a check that needs a valid config when the harness has none for this type."""
+    if plugin.profile is None:
+        pytest.skip(f"not applicable: the harness has no config profile for type {plugin.type!r}")
+
+
+def supported_versions(plugin, world: World) -> list[str]:
+    """The plugin's own VERSION answer (so old plugins are checked at their versions)."""
+    out = world.exec(plugin.binary, "VERSION", {"cniVersion": "1.0.0"})
+    if not out.ok or not isinstance(out.doc, dict):
+        pytest.fail(f"VERSION failed: {out}")
+    return [v for v in out.doc.get("supportedVersions", []) if v in VERSIONS]
+
+
+def newest(plugin, world: World, at_most: str = "1.1.0") -> str:
+    """The newest spec version the plugin supports, not above ``at_most``."""
+    vs = [v for v in supported_versions(plugin, world) if VERSIONS.index(v) <= VERSIONS.index(at_most)]
+    if not vs:
+        pytest.fail("plugin supports none of the spec versions")
+    return vs[-1]
+
+
+def ifname(plugin) -> str:
+    return plugin.profile.ifname if plugin.profile else "eth0"
+
+
+def run(world: World, plugin, verb: str, conf: dict | bytes | str | None, *, cid: str = CID,
+        ifname_: str | None = None, **kw) -> Outcome:
+    """One verb for attachment (cid, ifname) in the world's container namespace."""
+    return world.exec(plugin.binary, verb, conf, containerid=cid,
+                      ifname=ifname(plugin) if ifname_ is None else ifname_, **kw)
+
+
+def add_ok(world: World, plugin, conf: dict, **kw) -> dict:
+    out = run(world, plugin, "ADD", conf, **kw)
+    assert out.ok, f"ADD failed: {out}"
+    assert isinstance(out.doc, dict), f"ADD printed no JSON result: {out}"
+    return out.doc
+
+
+def del_ok(world: World, plugin, conf: dict, **kw) -> None:
+    conf = {k: v for k, v in conf.items() if k != "prevResult"} if isinstance(conf, dict) else conf
+    out = run(world, plugin, "DEL", conf, **kw)
+    assert out.ok, f"DEL failed: {out}"
+    assert out.stdout.strip() == b"", f"successful DEL printed something: {out}"
+
+
+def with_prev(conf: dict, result: dict) -> dict:
+    c = dict(conf)
+    c["prevResult"] = result
+    return c
+
+
+def assert_error(out: Outcome, code: int | set[int] | None = None, mentions: str | None = None) -> None:
+    """A failure: non-zero exit and exactly one JSON error object on stdout (SPEC "Error")."""
+    assert out.rc != 0, f"expected failure, got exit 0: {out}"
+    text = out.stdout.strip()
+    assert text, f"failure printed nothing on stdout (error JSON belongs on stdout): {out}"
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        pytest.fail(f"stdout is not one JSON document: {out}")
+    assert isinstance(doc, dict), f"error is not a JSON object: {out}"
+    assert isinstance(doc.get("code"), int) and not isinstance(doc.get("code"), bool), f"error has no integer code: {out}"
+    assert isinstance(doc.get("msg"), str), f"error has no string msg: {out}"
+    if code is not None:
+        codes = {code} if isinstance(code, int) else code
+        assert doc["code"] in codes, f"expected code {sorted(codes)}, got {doc['code']}: {out}"
+    if mentions is not None:
+        text_all = (doc.get("msg", "") + " " + str(doc.get("details", ""))).lower()
+        assert mentions.lower() in text_all, f"error should mention {mentions!r}: {out}"

@@ -1,0 +1,190 @@
+"""The pytest plugin behind ``python -m conformance``: options, fixtures, deviations, report.
+
+Each check is a test function marked ``@check(id, section, level, ref)`` and run once per
+plugin under test (the ``plugin`` fixture). ``@kinds(...)`` limits a check to plugin
+kinds; elsewhere it is reported as not applicable. Every check gets a ``world`` (its own
+host and container namespaces and directories) with a leak check around it.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from conformance import deviations
+from conformance.profiles import Profile, profile_for
+from conformance.world import World
+
+check = pytest.mark.check
+kinds = pytest.mark.kinds
+
+
+@dataclass
+class PluginUnderTest:
+    """A plugin binary and what the harness knows about its type."""
+
+    type: str
+    binary: str
+    profile: Profile | None
+    implementation: str
+    reference: str | None  # the reference binary of the same type, for differential checks
+
+    @property
+    def kind(self) -> str:
+        return self.profile.kind if self.profile else "unknown"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("cni conformance")
+    g.addoption("--cni-path", required=True, help="directory of the CNI plugin binaries under test")
+    g.addoption("--cni-plugins", default="", help="comma-separated plugin types (default: every known type present)")
+    g.addoption("--cni-implementation", default="", help="deviation set to apply (default: 'reference' for /usr/lib/cni)")
+    g.addoption("--cni-reference", default="/usr/lib/cni", help="reference plugins for differential checks")
+    g.addoption("--cni-report", default="", help="write an HTML report here")
+
+
+def _selected(config: pytest.Config) -> list[PluginUnderTest]:
+    cni_path = os.path.abspath(config.getoption("--cni-path"))
+    wanted = [p for p in config.getoption("--cni-plugins").split(",") if p]
+    if not wanted:
+        wanted = sorted(t for t in os.listdir(cni_path) if profile_for(t) and os.access(os.path.join(cni_path, t), os.X_OK))
+    impl = config.getoption("--cni-implementation") or (
+        deviations.REFERENCE if os.path.realpath(cni_path) == "/usr/lib/cni" else "under-test")
+    ref_dir = config.getoption("--cni-reference")
+    out = []
+    for t in wanted:
+        binary = os.path.join(cni_path, t)
+        ref = os.path.join(ref_dir, t) if ref_dir else None
+        if ref and (not os.access(ref, os.X_OK) or os.path.realpath(ref) == os.path.realpath(binary)):
+            ref = None
+        out.append(PluginUnderTest(t, binary, profile_for(t), impl, ref))
+    return out
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config._cni_plugins = _selected(config)  # type: ignore[attr-defined]
+    config._cni_results = {}  # type: ignore[attr-defined]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "plugin" in metafunc.fixturenames:
+        plugins = metafunc.config._cni_plugins  # type: ignore[attr-defined]
+        metafunc.parametrize("plugin", plugins, ids=[p.type for p in plugins])
+
+
+def _check_mark(item: pytest.Item) -> pytest.Mark | None:
+    return item.get_closest_marker("check")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    plugin: PluginUnderTest | None = getattr(item, "callspec", None) and item.callspec.params.get("plugin")
+    if plugin is None:
+        return
+    if not os.access(plugin.binary, os.X_OK):
+        pytest.fail(f"{plugin.binary} is missing or not executable")
+    km = item.get_closest_marker("kinds")
+    if km and plugin.kind not in km.args:
+        pytest.skip(f"not applicable: applies to {'/'.join(km.args)} plugins, {plugin.type} is {plugin.kind}")
+    cm = _check_mark(item)
+    if cm:
+        why = deviations.reason(plugin.implementation, plugin.type, cm.args[0])
+        if why:
+            item.add_marker(pytest.mark.xfail(reason=f"expected deviation: {why}", strict=False))
+
+
+@pytest.fixture
+def world(request: pytest.FixtureRequest, plugin: PluginUnderTest):
+    """The check's namespaces and dirs, with the leak check around the check body."""
+    from conformance import leak
+
+    w = World(os.path.dirname(plugin.binary), plugin.profile)
+    try:
+        before = w.snapshot()
+        yield w
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.passed:
+            allowed = plugin.profile.residue_links(w.sandbox) if plugin.profile else set()
+            leaks = leak.diff(before, w.snapshot(), allowed)
+            if leaks:
+                pytest.fail(f"leak: {plugin.type} left behind: " + " | ".join(leaks), pytrace=False)
+    finally:
+        w.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
+    plugin = getattr(item, "callspec", None) and item.callspec.params.get("plugin")
+    cm = _check_mark(item)
+    if plugin is None or cm is None:
+        return
+    key = (plugin.type, cm.args[0])
+    results = item.config._cni_results  # type: ignore[attr-defined]
+    status, detail = None, ""
+    if rep.skipped and hasattr(rep, "wasxfail"):
+        status, detail = "deviation", rep.wasxfail
+    elif rep.skipped:
+        status, detail = "n/a", str(rep.longrepr[2]) if isinstance(rep.longrepr, tuple) else ""
+    elif rep.failed:
+        status, detail = "fail", rep.longreprtext.strip().splitlines()[-1] if rep.longreprtext else ""
+    elif rep.passed and rep.when == "call":
+        status = "unexpected pass" if hasattr(rep, "wasxfail") else "pass"
+    if status is None:
+        return
+    prev = results.get(key)
+    # A teardown failure (leak) overrides a passing call.
+    if prev is None or status == "fail" or (prev[0] == "pass" and status != "pass"):
+        results[key] = (status, detail, cm.args)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.getoption("--cni-report")
+    if path:
+        write_html(path, session.config._cni_plugins, session.config._cni_results)  # type: ignore[attr-defined]
+
+
+_COLORS = {"pass": "#c8f7c5", "fail": "#f7c5c5", "deviation": "#f7ecc5", "n/a": "#eeeeee",
+           "unexpected pass": "#c5e0f7"}
+
+
+def write_html(path: str, plugins: list[PluginUnderTest], results: dict) -> None:
+    """A plugin x check table: pass / fail / expected deviation (with reason) / n/a."""
+    checks = sorted({k[1]: v[2] for k, v in results.items()}.items(), key=lambda kv: _order(kv[0]))
+    types = [p.type for p in plugins]
+    rows = []
+    for cid, args in checks:
+        _, section, level, ref = (list(args) + ["", "", ""])[:4]
+        cells = []
+        for t in types:
+            st, detail, _ = results.get((t, cid), ("", "", None))
+            cells.append(f'<td style="background:{_COLORS.get(st, "#fff")}" title="{html.escape(detail)}">'
+                         f'{html.escape(st)}{"<br><small>" + html.escape(detail[:300]) + "</small>" if st in ("fail", "deviation") else ""}</td>')
+        rows.append(f"<tr><td><code>{html.escape(cid)}</code></td><td>{html.escape(section)}</td>"
+                    f"<td>{html.escape(level)}</td><td>{html.escape(ref)}</td>{''.join(cells)}</tr>")
+    counts = {}
+    for st, _, _ in results.values():
+        counts[st] = counts.get(st, 0) + 1
+    impl = plugins[0].implementation if plugins else ""
+    doc = f"""<!doctype html><meta charset="utf-8"><title>CNI conformance report</title>
+<style>body{{font-family:sans-serif}} td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}} table{{border-collapse:collapse}}</style>
+<h1>CNI conformance report</h1>
+<p>Plugins: {html.escape(', '.join(f'{p.type} ({p.binary})' for p in plugins))}; implementation profile: {html.escape(impl)};
+generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>
+<p>{html.escape(', '.join(f'{k}: {v}' for k, v in sorted(counts.items())))}</p>
+<table><tr><th>check</th><th>section</th><th>level</th><th>spec</th>{''.join(f'<th>{html.escape(t)}</th>' for t in types)}</tr>
+{''.join(rows)}</table>
+<p>Levels: M = the spec says MUST, S = SHOULD, D = what the reference does (de facto).</p>
+"""
+    with open(path, "w") as f:
+        f.write(doc)
+
+
+def _order(cid: str) -> tuple:
+    head = cid.split("-")[0]
+    return (head[:1], int(head[1:]) if head[1:].isdigit() else 0, cid)

@@ -1,0 +1,81 @@
+"""What the harness knows about each plugin type: its kind and how to configure it.
+
+A profile turns a test's sandbox (its data dir, a unique bridge name...) into a valid
+plugin config, so one generic check runs against every plugin. Kinds decide which
+suites apply:
+
+- ``ipam``: delegated address management (host-local): results have no interfaces;
+- ``interface``: creates CNI_IFNAME in the container (bridge); delegates to IPAM;
+- ``loopback``: configures ``lo`` in the container, creates nothing;
+- ``chained``: needs a prevResult and passes it on (portmap).
+
+Third-party plugins of a known type reuse these profiles; a plugin of an unknown type
+gets the generic checks that need no valid config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+IPAM = "ipam"
+INTERFACE = "interface"
+LOOPBACK = "loopback"
+CHAINED = "chained"
+
+
+@dataclass
+class Sandbox:
+    """Per-test resources a config may refer to."""
+
+    data_dir: str
+    bridge: str
+    subnet4: str  # e.g. "10.231.7.0/24", unique per test
+    subnet6: str  # e.g. "fd00:231:7::/64"
+    spy_dir: str = ""
+
+
+@dataclass
+class Profile:
+    """One plugin type as the harness drives it."""
+
+    type: str
+    kind: str
+    # The plugin's own config object (without name/cniVersion), for a sandbox.
+    config: Callable[[Sandbox], dict]
+    # Links a successful DEL may legitimately leave in the host namespace (the bridge).
+    residue_links: Callable[[Sandbox], set[str]] = field(default=lambda sb: set())
+    # Whether the plugin needs a real namespace in CNI_NETNS on ADD/CHECK.
+    needs_netns: bool = True
+    # CNI_IFNAME to use (loopback works on lo).
+    ifname: str = "eth0"
+
+    @property
+    def creates_interface(self) -> bool:
+        return self.kind == INTERFACE
+
+
+def host_local_ipam(sb: Sandbox, dual: bool = False) -> dict:
+    ranges = [[{"subnet": sb.subnet4}]]
+    if dual:
+        ranges.append([{"subnet": sb.subnet6}])
+    return {"type": "host-local", "ranges": ranges, "dataDir": sb.data_dir,
+            "routes": [{"dst": "0.0.0.0/0"}]}
+
+
+PROFILES: dict[str, Profile] = {
+    "host-local": Profile("host-local", IPAM, lambda sb: {"type": "host-local", "ipam": host_local_ipam(sb)},
+                          needs_netns=False),
+    "loopback": Profile("loopback", LOOPBACK, lambda sb: {"type": "loopback"}, ifname="lo"),
+    "bridge": Profile("bridge", INTERFACE,
+                      lambda sb: {"type": "bridge", "bridge": sb.bridge, "isGateway": True,
+                                  "ipam": host_local_ipam(sb)},
+                      residue_links=lambda sb: {sb.bridge}),
+    "portmap": Profile("portmap", CHAINED,
+                       lambda sb: {"type": "portmap", "capabilities": {"portMappings": True}}),
+}
+
+
+def profile_for(plugin_type: str) -> Profile | None:
+    """The profile of a plugin type, or None for a type the harness does not know."""
+    return PROFILES.get(plugin_type)

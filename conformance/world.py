@@ -1,0 +1,180 @@
+"""A check's private world: a throwaway host namespace, a container namespace, temp dirs.
+
+Every plugin call a check makes runs inside the world's "host" namespace (as a runtime
+living there would call it), never in the machine's own. Closing the world deletes both
+namespaces (with whatever a crashed plugin left in them) and the directories, so even a
+plugin killed with SIGKILL in the middle of ADD leaves the machine clean.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from conformance.profiles import Profile, Sandbox
+
+PLAIN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+_counter = itertools.count()
+
+
+@dataclass
+class Outcome:
+    """One direct plugin execution."""
+
+    rc: int
+    stdout: bytes
+    stderr: bytes
+    doc: object = field(default=None)
+    killed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    @property
+    def code(self) -> int | None:
+        return self.doc.get("code") if isinstance(self.doc, dict) else None
+
+    def __str__(self) -> str:
+        return (f"exit {self.rc}; stdout={self.stdout.decode(errors='replace')[:2000]!r}; "
+                f"stderr={self.stderr.decode(errors='replace')[:2000]!r}")
+
+
+def sh(*argv: str, ns: str | None = None, check: bool = True, input: bytes | None = None) -> str:
+    """Run a command (inside named namespace ``ns``) and return stdout."""
+    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(argv)
+    p = subprocess.run(cmd, capture_output=True, input=input)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {p.stderr.decode(errors='replace').strip()}")
+    return p.stdout.decode(errors="replace")
+
+
+def _unique_octets() -> tuple[int, int]:
+    # Spread concurrent harness runs and tests over 10.200-10.249.x.0/24.
+    n = (os.getpid() * 7919 + next(_counter)) % (50 * 256)
+    return 200 + n // 256, n % 256
+
+
+class World:
+    """Namespaces and directories for one check; use as a context manager."""
+
+    def __init__(self, cni_path: str, profile: Profile | None) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.tag = tag
+        self.cni_path = cni_path
+        self.profile = profile
+        self.host = f"cnh-{tag}"
+        self.ctr = f"cnc-{tag}"
+        self.ctr_path = f"/var/run/netns/{self.ctr}"
+        self.tmp = tempfile.mkdtemp(prefix=f"cni-conf-{tag}-")
+        a, b = _unique_octets()
+        self.sandbox = Sandbox(
+            data_dir=os.path.join(self.tmp, "ipam"),
+            bridge=f"cnb{tag[:8]}",
+            subnet4=f"10.{a}.{b}.0/24",
+            subnet6=f"fd00:{a}:{b}::/64",
+            spy_dir=os.path.join(self.tmp, "spy"),
+        )
+        self.conf_dir = os.path.join(self.tmp, "net.d")
+        self.cache_dir = os.path.join(self.tmp, "cache")
+        for d in (self.sandbox.data_dir, self.sandbox.spy_dir, self.conf_dir, self.cache_dir):
+            os.makedirs(d)
+        sh("ip", "netns", "add", self.host)
+        sh("ip", "netns", "add", self.ctr)
+        sh("ip", "link", "set", "lo", "up", ns=self.host)
+        self._extra_ns: list[str] = []
+
+    # -- resources -------------------------------------------------------------------
+    def new_netns(self) -> str:
+        """Another container namespace, deleted with the world; returns its path."""
+        name = f"cnx-{uuid.uuid4().hex[:8]}"
+        sh("ip", "netns", "add", name)
+        self._extra_ns.append(name)
+        return f"/var/run/netns/{name}"
+
+    def drop_netns(self, path: str) -> None:
+        """Delete a container namespace now (to test DEL after the container is gone)."""
+        name = os.path.basename(path)
+        sh("ip", "netns", "delete", name, check=False)
+
+    def conf(self, version: str = "1.0.0", name: str | None = None, **extra: object) -> dict:
+        """The profile's config for this world as a plugin's stdin (name, cniVersion set)."""
+        assert self.profile is not None
+        c = {"cniVersion": version, "name": name or f"net-{self.tag}"}
+        c.update(self.profile.config(self.sandbox))
+        c.update(extra)
+        return c
+
+    # -- running plugins -------------------------------------------------------------
+    def exec(self, binary: str, command: str, stdin: dict | bytes | str | None, *,
+             containerid: str = "", netns: str | None = None, ifname: str = "",
+             args: str = "", path: str | None = None, env: dict | None = None,
+             only_env: dict | None = None, timeout: float = 60, kill_after: float | None = None) -> Outcome:
+        """Exec a plugin inside the host namespace with a minimal environment.
+
+        ``only_env`` replaces the environment entirely (for environment checks);
+        ``kill_after`` SIGKILLs the plugin after that many seconds (crash checks).
+        """
+        if only_env is not None:
+            e = dict(only_env)
+        else:
+            e = {"PATH": PLAIN_PATH, "CNI_COMMAND": command, "CNI_CONTAINERID": containerid,
+                 "CNI_NETNS": self.ctr_path if netns is None else netns, "CNI_IFNAME": ifname,
+                 "CNI_ARGS": args, "CNI_PATH": self.cni_path if path is None else path}
+            if env:
+                e.update(env)
+        if isinstance(stdin, dict):
+            data = json.dumps(stdin).encode()
+        elif isinstance(stdin, str):
+            data = stdin.encode()
+        else:
+            data = stdin or b""
+        cmd = ["ip", "netns", "exec", self.host, binary]
+        if kill_after is not None:
+            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+            p.stdin.write(data)
+            p.stdin.close()
+            time.sleep(kill_after)
+            killed = p.poll() is None
+            if killed:
+                p.send_signal(signal.SIGKILL)
+            out, err = p.stdout.read(), p.stderr.read()
+            p.wait()
+            return Outcome(p.returncode, out, err, _json(out), killed)
+        p = subprocess.run(cmd, input=data, env=e, capture_output=True, timeout=timeout)
+        return Outcome(p.returncode, p.stdout, p.stderr, _json(p.stdout))
+
+    # -- state -----------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        """What the leak checker compares (see conformance.leak)."""
+        from conformance import leak
+
+        return leak.snapshot(self)
+
+    def close(self) -> None:
+        for n in [self.ctr, self.host] + self._extra_ns:
+            sh("ip", "netns", "delete", n, check=False)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> "World":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _json(out: bytes) -> object:
+    if not out.strip():
+        return None
+    try:
+        return json.loads(out)
+    except ValueError:
+        return None
