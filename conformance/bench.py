@@ -25,6 +25,8 @@ import uuid
 from typing import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# IPAM plugins never enter the namespace, but ADD requires CNI_NETNS to be set.
+NETNS_PLACEHOLDER = "/var/run/netns/bench-unused"
 
 
 class Sample:
@@ -107,14 +109,22 @@ class Scenario:
 
 
 def host_local_scenario(tmp: str) -> Scenario:
-    """host-local ADD then DEL for one container."""
-    conf = {"cniVersion": "1.0.0", "name": "bench-hl",
-            "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.123.0.0/16"}]], "dataDir": tmp}}
+    """host-local ADD then DEL of one attachment (dual stack), each implementation with its
+    own store that already holds 20 leases, as on a host with a few pods."""
+    confs: dict[str, dict] = {}
 
     def run(bin_dir: str, s: Sample, rss: RssMeter | None) -> None:
         b = os.path.join(bin_dir, "host-local")
-        exec_plugin(b, "ADD", conf, s, rss)
-        exec_plugin(b, "DEL", conf, s, rss)
+        if bin_dir not in confs:
+            confs[bin_dir] = c = {
+                "cniVersion": "1.0.0", "name": "bench-hl", "type": "host-local",
+                "ipam": {"type": "host-local", "dataDir": tempfile.mkdtemp(prefix="store-", dir=tmp),
+                         "ranges": [[{"subnet": "10.77.0.0/16"}], [{"subnet": "fd00:77::/64"}]],
+                         "routes": [{"dst": "0.0.0.0/0"}]}}
+            for i in range(20):  # pre-existing leases
+                exec_plugin(b, "ADD", c, Sample(), None, CNI_CONTAINERID=f"pod{i}", CNI_NETNS=NETNS_PLACEHOLDER)
+        exec_plugin(b, "ADD", confs[bin_dir], s, rss, CNI_NETNS=NETNS_PLACEHOLDER)
+        exec_plugin(b, "DEL", confs[bin_dir], s, rss, CNI_NETNS=NETNS_PLACEHOLDER)
 
     return Scenario("host-local ADD+DEL", ["host-local"], run)
 

@@ -81,7 +81,7 @@ def main() -> int:
         addr = res["ips"][0]["address"]
         gw = res["ips"][0]["gateway"]
         plen = addr.split("/")[1]
-        print(f"    lease file: {os.listdir(os.path.join(data_dir, 'demo-net'))}")
+        print(f"    store: {os.listdir(os.path.join(data_dir, 'demo-net'))}")
 
         step(4, "Wire eth0 with a veth pair (the bridge plugin will do this from issue #4)")
         sh("ip", "link", "add", "veth-demo", "type", "veth", "peer", "name", "eth0", "netns", ctr_path, ns=host)

@@ -49,6 +49,9 @@ class Profile:
     needs_netns: bool = True
     # CNI_IFNAME to use (loopback works on lo).
     ifname: str = "eth0"
+    # Undo part of an attachment behind the plugin's back, so CHECK must notice
+    # (checklist G31): ``sabotage(world, container_id, ifname)``.
+    sabotage: Callable[..., None] | None = None
 
     @property
     def creates_interface(self) -> bool:
@@ -63,14 +66,38 @@ def host_local_ipam(sb: Sandbox, dual: bool = False) -> dict:
             "routes": [{"dst": "0.0.0.0/0"}]}
 
 
+def _drop_leases(world, cid: str, ifname: str) -> None:
+    """host-local: remove the lease files of (cid, ifname)."""
+    import os
+
+    for d, _, files in os.walk(world.sandbox.data_dir):
+        for f in files:
+            p = os.path.join(d, f)
+            with open(p, "rb") as fh:
+                if fh.read().split(b"\r\n")[0].strip() == cid.encode():
+                    os.unlink(p)
+
+
+def _lo_down(world, cid: str, ifname: str) -> None:
+    from conformance.world import sh
+
+    sh("ip", "link", "set", "lo", "down", ns=world.ctr)
+
+
+def _drop_interface(world, cid: str, ifname: str) -> None:
+    from conformance.world import sh
+
+    sh("ip", "link", "delete", ifname, ns=world.ctr)
+
+
 PROFILES: dict[str, Profile] = {
     "host-local": Profile("host-local", IPAM, lambda sb: {"type": "host-local", "ipam": host_local_ipam(sb)},
-                          needs_netns=False),
-    "loopback": Profile("loopback", LOOPBACK, lambda sb: {"type": "loopback"}, ifname="lo"),
+                          needs_netns=False, sabotage=_drop_leases),
+    "loopback": Profile("loopback", LOOPBACK, lambda sb: {"type": "loopback"}, ifname="lo", sabotage=_lo_down),
     "bridge": Profile("bridge", INTERFACE,
                       lambda sb: {"type": "bridge", "bridge": sb.bridge, "isGateway": True,
                                   "ipam": host_local_ipam(sb)},
-                      residue_links=lambda sb: {sb.bridge}),
+                      residue_links=lambda sb: {sb.bridge}, sabotage=_drop_interface),
     "portmap": Profile("portmap", CHAINED,
                        lambda sb: {"type": "portmap", "capabilities": {"portMappings": True}}),
 }
