@@ -17,6 +17,10 @@ _PRE_1_1 = ("Debian's reference plugins (1.1.1) predate CNI 1.1.0: VERSION stops
             "1.1.0 configs are refused with code 1 and GC/STATUS are unknown commands (code 4); "
             "spec 1.1.0, checklist C13/C17/H/I")
 
+_ARGS = ("the reference fails on CNI_ARGS keys it does not use (K8S_POD_*) unless "
+         "IgnoreUnknown=1, although CNI_ARGS is shared by every plugin of a chain "
+         "(reference-plugins.md, Common)")
+
 # (implementation, plugin type or "*", check id) -> reason
 DEVIATIONS: dict[tuple[str, str, str], str] = {
     (REFERENCE, "*", "C13-version-1.1.0"): _PRE_1_1,
@@ -28,10 +32,11 @@ DEVIATIONS: dict[tuple[str, str, str], str] = {
     (REFERENCE, "*", "A1-cni-path-optional"): (
         "the Go skel requires CNI_PATH for ADD/CHECK/DEL/STATUS although SPEC.md lists it as "
         "optional (checklist A table, 'Go skel also requires')"),
-    (REFERENCE, "host-local", "A6-well-known-cni-args"): (
-        "the reference fails on CNI_ARGS keys it does not use (K8S_POD_*) unless "
-        "IgnoreUnknown=1, although CNI_ARGS is shared by every plugin of a chain "
-        "(reference-plugins.md, Common)"),
+    (REFERENCE, "host-local", "A6-well-known-cni-args"): _ARGS,
+    (REFERENCE, "bridge", "A6-well-known-cni-args"): _ARGS,
+    (REFERENCE, "bridge", "F28-del-spares-foreign-interface"): (
+        "the reference bridge's DEL deletes whatever link is called CNI_IFNAME in the "
+        "container, also one it refused to replace on ADD (checklist D19/F28)"),
     (REFERENCE, "*", "B10-meaningful-codes"): (
         "the reference answers code 999 for plugin-raised errors, including bad config "
         "values that SPEC.md assigns code 7 (checklist B10)"),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from conformance.profiles import Profile, Sandbox
 
 PLAIN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+SPIES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spies")
 _counter = itertools.count()
 
 
@@ -112,6 +113,31 @@ class World:
         c.update(self.profile.config(self.sandbox))
         c.update(extra)
         return c
+
+    def spy_ipam(self, address: str | None = None, routes: list | None = None) -> dict:
+        """An ``ipam`` object delegating to the harness's spy (conformance/spies/spy-ipam);
+        pass ``path=world.spy_path`` when running the plugin so it is found."""
+        a, b = self.sandbox.subnet4.split(".")[1:3]
+        return {"type": "spy-ipam", "spyDir": self.sandbox.spy_dir,
+                "address": address or f"10.{a}.{b}.5/24", "routes": routes or []}
+
+    @property
+    def spy_path(self) -> str:
+        """CNI_PATH with the plugins under test first, then the spies."""
+        return f"{self.cni_path}:{SPIES}"
+
+    def spy_calls(self) -> list[dict]:
+        """What the spy IPAM recorded, in order."""
+        p = os.path.join(self.sandbox.spy_dir, "calls.jsonl")
+        if not os.path.exists(p):
+            return []
+        with open(p) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def spy_reply(self, verb: str, stdout: str, rc: int) -> None:
+        """Make the spy answer ``verb`` with this stdout and exit status."""
+        with open(os.path.join(self.sandbox.spy_dir, f"reply-{verb}.json"), "w") as f:
+            json.dump({"stdout": stdout, "rc": rc}, f)
 
     # -- running plugins -------------------------------------------------------------
     def exec(self, binary: str, command: str, stdin: dict | bytes | str | None, *,
