@@ -100,8 +100,21 @@ def snapshot(w: "World") -> dict:
     }
 
 
-def diff(before: dict, after: dict, allowed_links: set[str] = frozenset()) -> list[str]:
-    """Human-readable leaks: what is in ``after`` and not in ``before``."""
+def markers(w: "World") -> list[str]:
+    """Text that appears in a firewall rule only if it is about one of the world's
+    attachments: its subnets (container addresses) and the host ports checks map."""
+    a4 = w.sandbox.subnet4.rsplit(".", 1)[0] + "."
+    a6 = w.sandbox.subnet6.split("::")[0] + ":"
+    return [a4, a6, "dport 18080", "dport 18053"]
+
+
+def diff(before: dict, after: dict, allowed_links: set[str] = frozenset(),
+         firewall_markers: list[str] | None = None) -> list[str]:
+    """Human-readable leaks: what is in ``after`` and not in ``before``.
+
+    Firewall: with ``firewall_markers``, only new rules mentioning one of them count
+    (shared scaffolding such as an empty CNI-HOSTPORT-DNAT chain that every attachment
+    uses may stay, as a bridge may); without, any change counts."""
     leaks = []
     for k, b in before.items():
         a = after[k]
@@ -122,5 +135,9 @@ def diff(before: dict, after: dict, allowed_links: set[str] = frozenset()) -> li
             for sub, text in a.items():
                 if text != b.get(sub, ""):
                     extra = set(text.splitlines()) - set(b.get(sub, "").splitlines())
+                    if firewall_markers is not None:
+                        extra = {line for line in extra if any(m in line for m in firewall_markers)}
+                        if not extra:
+                            continue
                     leaks.append(f"{k} ({sub}) changed: {'; '.join(sorted(extra))[:1500] or 'rules removed'}")
     return leaks

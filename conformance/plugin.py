@@ -108,7 +108,7 @@ def world(request: pytest.FixtureRequest, plugin: PluginUnderTest):
         rep = getattr(request.node, "rep_call", None)
         if rep is not None and rep.passed:
             allowed = plugin.profile.residue_links(w.sandbox) if plugin.profile else set()
-            leaks = leak.diff(before, w.snapshot(), allowed)
+            leaks = leak.diff(before, w.snapshot(), allowed, leak.markers(w))
             if leaks:
                 pytest.fail(f"leak: {plugin.type} left behind: " + " | ".join(leaks), pytrace=False)
     finally:

@@ -50,13 +50,15 @@ def _run(tmp_path, plugin_type: str, real: str, flaw: str, select: str) -> dict[
      "test_del_twice[host-local]"),
     ("ignores-cni-path", "bridge", "/usr/lib/cni/bridge", "ipam_gets_same_env or result_layout",
      "test_ipam_gets_same_env_and_whole_config[bridge]"),
+    ("del-does-nothing", "portmap", "/usr/lib/cni/portmap", "mappings_added",
+     "test_mappings_added_and_removed[portmap]"),
     ("error-on-stderr", "loopback", "/usr/lib/cni/loopback", "bad_stdin or unknown_command or del_never_added",
      "test_unknown_command[loopback]"),
 ])
 def test_harness_catches(tmp_path, flaw, plugin_type, real, select, caught_by):
     results = _run(tmp_path, plugin_type, real, flaw, select)
     assert results.get(caught_by) == "fail", f"{flaw} not reported by {caught_by}: {results}"
-    if flaw == "leaks-link":
+    if flaw in ("leaks-link", "del-does-nothing"):
         assert "leak" in results.get("_messages", ""), results
     if flaw == "del-fails-twice":
         # ...and only where it applies: a single DEL is fine.

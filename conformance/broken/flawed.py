@@ -11,7 +11,9 @@ one rule of the spec. Each flaw must be caught by a named conformance check:
   (the leak checker);
 - ``ignores-cni-path``: the real plugin is run with CNI_PATH=/usr/lib/cni whatever the
   runtime said, so a delegated IPAM is not found where the runtime put it (J43);
-- ``error-on-stderr``: failures print their error JSON on stderr only (B9/B11).
+- ``error-on-stderr``: failures print their error JSON on stderr only (B9/B11);
+- ``del-does-nothing``: DEL succeeds without removing anything (the leak checker, e.g.
+  portmap's rules left in the firewall).
 """
 import json
 import os
@@ -34,6 +36,9 @@ if flaw == "del-fails-twice" and verb == "DEL":
         sys.stdout.write(json.dumps({"cniVersion": "1.0.0", "code": 999, "msg": "already deleted"}))
         sys.exit(1)
     open(mark, "w").close()
+
+if flaw == "del-does-nothing" and verb == "DEL":
+    sys.exit(0)
 
 p = subprocess.run([real], input=stdin, env=env, capture_output=True)
 out, err, rc = p.stdout, p.stderr, p.returncode

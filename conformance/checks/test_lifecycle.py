@@ -40,7 +40,7 @@ def test_check_notices_sabotage(plugin, world):
 
 
 @check("G33-check-needs-prevresult", "G CHECK", "M", "SPEC §CHECK (prevResult required); checklist G33")
-@kinds("interface", "chained")
+@kinds("interface")
 def test_check_without_prev_result(plugin, world):
     need_profile(plugin)
     conf = world.conf(newest(plugin, world, "1.1.0"))
