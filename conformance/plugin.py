@@ -109,6 +109,12 @@ def world(request: pytest.FixtureRequest, plugin: PluginUnderTest):
         if rep is not None and rep.passed:
             allowed = plugin.profile.residue_links(w.sandbox) if plugin.profile else set()
             leaks = leak.diff(before, w.snapshot(), allowed, leak.markers(w))
+            # The kernel tears down a deleted namespace's veth peers asynchronously; give
+            # it up to 3 s before calling what is left a leak.
+            deadline = time.monotonic() + 3
+            while leaks and time.monotonic() < deadline:
+                time.sleep(0.2)
+                leaks = leak.diff(before, w.snapshot(), allowed, leak.markers(w))
             if leaks:
                 pytest.fail(f"leak: {plugin.type} left behind: " + " | ".join(leaks), pytrace=False)
     finally:
