@@ -32,7 +32,7 @@ class NetConf:
         self.name = data.get("name")
         self.type = data.get("type")
         # Filled in by validate(), after the version check, so that the error order
-        # matches libcni's skel: decode (6), version (1), then config (7).
+        # matches libcni's skel: decode (6), name (7), version (1), then other keys (7).
         self.ipam: dict | None = None
         self.dns: dict | None = None
         self.runtime_config: dict = {}
@@ -54,14 +54,17 @@ class NetConf:
             raise CNIError(DECODE_FAILURE, "error decoding network config", f"cniVersion {v!r} is not a string")
         return cls(raw, data)
 
-    def validate(self) -> None:
-        """Code 7 for a missing or malformed ``name`` (libcni's rule) or a well-known key
-        (``ipam``, ``dns``, ``runtimeConfig``, ``capabilities``, ``args``, ``prevResult``)
-        that is not an object."""
+    def validate_name(self) -> None:
+        """Code 7 for a missing or malformed ``name`` (libcni's rule)."""
         if self.name is None or self.name == "":
             raise CNIError(INVALID_CONFIG, "missing network name")
         if not valid_name(self.name):
             raise invalid_config("name", self.name, "must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+    def validate(self) -> None:
+        """Code 7 for a bad ``name`` or a well-known key (``ipam``, ``dns``,
+        ``runtimeConfig``, ``capabilities``, ``args``, ``prevResult``) that is not an object."""
+        self.validate_name()
         if self.type is not None and not isinstance(self.type, str):
             raise invalid_config("type", self.type, "must be a string")
         data = self.data

@@ -193,7 +193,7 @@ def _parse_v6(text: str) -> int:
 
 
 def _format(version: int, value: int) -> str:
-    if version == 4:
+    if version == 4 or value >> 32 == 0xFFFF:  # Go prints IPv4-mapped IPv6 as IPv4
         return f"{value >> 24 & 255}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
     groups = [(value >> (112 - 16 * i)) & 0xFFFF for i in range(8)]
     # Longest run of zero groups, length >= 2, first one on ties (Go and RFC 5952).

@@ -34,11 +34,23 @@ class _Ctx:
     def __init__(self) -> None:
         self.memo = {}
         self.parse_constant = _parse_constant
+        self.parse_float = _parse_float
 
 
 def _parse_constant(name: str) -> object:
     # Go's encoding/json has no NaN/Infinity; reject them like it does.
     raise JSONError(f"invalid JSON constant {name}")
+
+
+_INF = float("inf")
+
+
+def _parse_float(text: str) -> float:
+    # ... nor numbers beyond float64 (1e999 would otherwise become Infinity).
+    value = float(text)
+    if value == _INF or value == -_INF:
+        raise JSONError(f"number {text} out of range")
+    return value
 
 
 def loads(data: bytes | str) -> object:

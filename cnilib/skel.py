@@ -9,8 +9,8 @@ the only place exceptions become CNI errors: ``CNIError`` keeps its code, anythi
 code 999 with one log line on stderr, never a traceback.
 
 Checks run in the Go skel's order so error codes match the reference plugins: required
-variables (4), stdin (5), JSON (6), cniVersion (1), verb gating (1), name and well-known
-keys (7), container ID (3/4), interface name (4), CNI_ARGS (4).
+variables (4), stdin (5), JSON (6), name (7), container ID (3/4), interface name (4),
+cniVersion (1), verb gating (1), well-known keys (7), CNI_ARGS (4).
 """
 
 from __future__ import annotations
@@ -143,13 +143,16 @@ def execute(plugin: Plugin, env, read_stdin, out, err) -> int:
 
         conf = NetConf.parse(cmd.stdin)
         cmd.conf = conf
+        if conf.cni_version in plugin.versions:
+            conf_version = conf.cni_version  # errors from here on speak the config's version
+        # libcni's skel validates name, container ID and ifname before the version.
+        conf.validate_name()
+        _validate_attachment(cmd)
         if conf.cni_version not in plugin.versions:
             raise CNIError(1, "incompatible CNI versions",
                            f"config is {conf.cni_version!r}, plugin supports {list(plugin.versions)}")
-        conf_version = conf.cni_version
         _version.gate_verb(command, conf.cni_version)
         conf.validate()
-        _validate_attachment(cmd)
         if cmd.args_raw:
             from cnilib import args as _args
 
@@ -175,7 +178,8 @@ def execute(plugin: Plugin, env, read_stdin, out, err) -> int:
             tb = tb.tb_next
         if tb is not None:
             where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
-        err.write(f"{plugin.name}: internal error: {type(e).__name__}: {e}{where}\n")
+        text = str(e).replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever the message
+        err.write(f"{plugin.name}: internal error: {type(e).__name__}: {text}{where}\n")
         _print(out, CNIError(INTERNAL, f"{type(e).__name__}: {e}").to_dict(conf_version))
         return 1
 
@@ -207,7 +211,7 @@ def _validate_attachment(cmd: CmdArgs) -> None:
 
 
 def _version_answer(plugin: Plugin, stdin: bytes) -> dict:
-    asked = _version.CURRENT
+    asked = plugin.versions[-1]
     if stdin.strip():
         from cnilib import jsonio
 
@@ -224,8 +228,12 @@ def _version_answer(plugin: Plugin, stdin: bytes) -> dict:
 def _print(out, doc: dict) -> None:
     from cnilib import jsonio
 
+    # Strings may hold surrogates: undecodable bytes from the environment (surrogateescape)
+    # or lone \ud800-style escapes from JSON input. Replace them with U+FFFD, as Go does,
+    # so stdout is always valid UTF-8 and printing can never fail half-way.
+    text = jsonio.dumps(doc).encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     try:
-        out.write(jsonio.dumps(doc))
+        out.write(text)
         out.write("\n")
         out.flush()
     except (BrokenPipeError, OSError):

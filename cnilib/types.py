@@ -248,7 +248,10 @@ class Result:
         Raise code 6 for a malformed document and code 1 for an unsupported version.
         """
         d = _dict(obj, "result")
-        ver = d.get("cniVersion") or default_version
+        ver = d.get("cniVersion")
+        if ver is not None and not isinstance(ver, str):
+            raise _bad("cniVersion", ver)
+        ver = ver or default_version
         _version.require_supported(ver)
         if _version.family(ver) == "02":
             return cls._parse_02(d, ver)
