@@ -34,9 +34,10 @@ def plugin_names() -> list[str]:
 def main() -> None:
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "dist", "bin")
     os.makedirs(out, exist_ok=True)
-    # sys.executable is the venv's python (make runs us with it); keep its path, not the
-    # resolved symlink, so the venv's site-packages is the one found.
-    python = sys.executable
+    # make runs us with the venv's python. The launcher names the real interpreter behind
+    # the venv's symlink (skipping pyvenv.cfg processing, ~0.5 ms a call) and appends the
+    # venv's site-packages itself, which -S would otherwise leave out.
+    python = os.path.realpath(sys.executable)
     site = sysconfig.get_paths()["purelib"]
     for name in plugin_names():
         path = os.path.join(out, name)

@@ -4,4 +4,3 @@ This package root deliberately imports nothing: a plugin process pays only for t
 modules its verb needs (see README, "Start-up budget").
 """
 
-__version__ = "0.1.0"

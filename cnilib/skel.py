@@ -68,14 +68,8 @@ class Plugin:
                  about: str = "", versions: tuple[str, ...] = _version.SUPPORTED) -> None:
         self.name = name
         self.verbs = {"ADD": add, "DEL": delete, "CHECK": check, "GC": gc, "STATUS": status}
-        self.about = about or f"CNI {name} plugin (cni-py {_pkg_version()})"
+        self.about = about or f"CNI {name} plugin (cni-py {_version.SUITE})"
         self.versions = versions
-
-
-def _pkg_version() -> str:
-    from cnilib import __version__
-
-    return __version__
 
 
 def valid_ifname(name: str) -> str:

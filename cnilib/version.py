@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from cnilib.errors import INCOMPATIBLE_VERSION, CNIError
 
+# This suite's own release (pyproject.toml's version), shown by plugins run without a command.
+SUITE = "0.1.0"
 CURRENT = "1.1.0"
 SUPPORTED = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 # The version a config without "cniVersion" is read as (libcni's ConfigDecoder does this).

@@ -72,8 +72,12 @@ class World:
         self.tag = tag
         self.cni_path = cni_path
         self.profile = profile
-        self.host = f"cnh-{tag}"
-        self.ctr = f"cnc-{tag}"
+        # CNIPY_NS_TAG (set by the project's test run) lets a leak check tell this run's
+        # namespaces from other runs'.
+        run_tag = os.environ.get("CNIPY_NS_TAG", "")
+        self.host = f"cnh-{run_tag}-{tag}" if run_tag else f"cnh-{tag}"
+        self.ctr = f"cnc-{run_tag}-{tag}" if run_tag else f"cnc-{tag}"
+        self._run_tag = run_tag
         self.ctr_path = f"/var/run/netns/{self.ctr}"
         self.tmp = tempfile.mkdtemp(prefix=f"cni-conf-{tag}-")
         a, b = _unique_octets()
@@ -96,7 +100,7 @@ class World:
     # -- resources -------------------------------------------------------------------
     def new_netns(self) -> str:
         """Another container namespace, deleted with the world; returns its path."""
-        name = f"cnx-{uuid.uuid4().hex[:8]}"
+        name = f"cnx-{self._run_tag}-{uuid.uuid4().hex[:8]}" if self._run_tag else f"cnx-{uuid.uuid4().hex[:8]}"
         sh("ip", "netns", "add", name)
         self._extra_ns.append(name)
         return f"/var/run/netns/{name}"

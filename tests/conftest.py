@@ -1,7 +1,8 @@
 """Shared fixtures: plugin directories, throwaway namespaces, and the leak check.
 
-Every test runs under a leak check: the set of network namespaces, the machine's own
-links, and the files under /var/lib/cni must be the same after the test as before it.
+Every test runs under a leak check: the set of network namespaces this run made (their
+names carry its tag), the machine's own links, and the files under /var/lib/cni must be
+the same after the test as before it.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ import os
 
 import pytest
 
-from tests.helpers import OUR_BIN, REF_BIN, Netns, ip_json
+from tests.helpers import NS_TAG, OUR_BIN, REF_BIN, Netns, ip_json
 
 
 def _snapshot() -> dict:
     netns = set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()
+    netns = {n for n in netns if NS_TAG in n}  # this run's (see tests.helpers.NS_TAG)
     links = {l["ifname"] for l in ip_json("link", "show")}
     cni = set()
     if os.path.isdir("/var/lib/cni"):

@@ -16,6 +16,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUR_BIN = os.path.join(ROOT, "dist", "bin")
 REF_BIN = "/usr/lib/cni"
 PLAIN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+# Every namespace a test run makes (and the conformance harness it starts) carries this
+# run's tag, so the leak check can tell ours from those of other runs on the machine.
+NS_TAG = os.environ.setdefault("CNIPY_NS_TAG", uuid.uuid4().hex[:6])
 
 
 @dataclass
@@ -91,7 +94,7 @@ class Netns:
     """A named network namespace made for one test; ``path`` is what CNI_NETNS gets."""
 
     def __init__(self, prefix: str = "cnit") -> None:
-        self.name = unique(prefix)
+        self.name = f"{prefix}-{NS_TAG}-{uuid.uuid4().hex[:8]}"
         sh("ip", "netns", "add", self.name)
         self.path = f"/var/run/netns/{self.name}"
 

@@ -32,7 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import OUR_BIN, PLAIN_PATH, REF_BIN, Netns
+from tests.helpers import NS_TAG, OUR_BIN, PLAIN_PATH, REF_BIN, Netns
 
 VERBS = ["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"]
 EXAMPLES = int(os.environ.get("CNI_FUZZ_EXAMPLES", "100"))
@@ -219,7 +219,7 @@ def _machine_snapshot() -> dict:
         if os.path.isdir(base):
             for d, _, files in os.walk(base):
                 cni.update(os.path.join(d, f) for f in files)
-    return {"netns": {n for n in netns if n.startswith(FUZZ_NS_PREFIX)}, "files": cni}
+    return {"netns": {n for n in netns if n.startswith(FUZZ_NS_PREFIX) and NS_TAG in n}, "files": cni}
 
 
 def exec_plugin(binary: str, env: dict, stdin: bytes, cwd: str) -> subprocess.CompletedProcess:
