@@ -157,3 +157,40 @@ def test_same_shape_as_reference(plugin, world):
         other.exec(plugin.reference, "DEL", other.conf(v), containerid=CID, ifname=ifname(plugin), path="/usr/lib/cni")
         del_ok(world, plugin, world.conf(v))
     assert _shape(ours) == _shape(ref_out.doc), f"ours: {ours}\nreference: {ref_out.doc}"
+
+
+def _kernel_shape(world) -> dict:
+    """The container namespace's links, addresses and routes, with names and values that
+    legitimately differ between implementations replaced by their kind."""
+    from conformance.leak import _ipj
+
+    links = sorted((l["ifname"], l.get("link_type"), "UP" in l.get("flags", []), l.get("mtu"))
+                   for l in _ipj(world.ctr, "link", "show"))
+    addrs = sorted((l["ifname"], a["family"], a["prefixlen"], a.get("scope"))
+                   for l in _ipj(world.ctr, "addr", "show") for a in l.get("addr_info", []))
+    routes = sorted((fam, "default" if r.get("dst") == "default" else "net", r.get("dev"), "gateway" in r, r.get("scope"))
+                    for fam in ("-4", "-6") for r in _ipj(world.ctr, fam, "route", "show")
+                    if not str(r.get("dst", "")).startswith("fe80"))
+    return {"links": links, "addresses": addrs, "routes": routes}
+
+
+@check("DIFF-kernel-state", "Differential", "D", "same container state as the reference plugin")
+@kinds("interface", "loopback")
+def test_same_kernel_state_as_reference(plugin, world):
+    """After ADD of the same config, the container namespace holds the same kinds of
+    links, addresses and routes as with the reference plugin."""
+    need_profile(plugin)
+    if plugin.reference is None:
+        pytest.skip("not applicable: no reference plugin of this type to compare with (or it is the one under test)")
+    from conformance.world import World
+
+    v = "1.0.0"
+    with World(world.cni_path, plugin.profile) as other:
+        add_ok(world, plugin, world.conf(v))
+        ref_out = other.exec(plugin.reference, "ADD", other.conf(v), containerid=CID, ifname=ifname(plugin),
+                             path="/usr/lib/cni")
+        assert ref_out.ok, f"the reference failed on the same config: {ref_out}"
+        ours, ref = _kernel_shape(world), _kernel_shape(other)
+        other.exec(plugin.reference, "DEL", other.conf(v), containerid=CID, ifname=ifname(plugin), path="/usr/lib/cni")
+        del_ok(world, plugin, world.conf(v))
+    assert ours == ref, f"ours: {ours}\nreference: {ref}"
