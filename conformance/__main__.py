@@ -25,7 +25,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference", default="/usr/lib/cni", help="reference plugins for differential checks ('' to disable)")
     ap.add_argument("-k", default="", help="only checks matching this pytest expression")
     ap.add_argument("-q", action="store_true", help="quieter output")
-    ap.add_argument("-n", "--jobs", type=int, default=0, help="(reserved)")
     opts = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("conformance: must run as root (it creates network namespaces)", file=sys.stderr)
