@@ -29,6 +29,7 @@ DEVIATIONS: dict[tuple[str, str, str], str] = {
     (REFERENCE, "*", "H37-gc-lists"): _PRE_1_1,
     (REFERENCE, "*", "I39-status"): _PRE_1_1,
     (REFERENCE, "*", "I39-status-not-ready"): _PRE_1_1,
+    (REFERENCE, "*", "J-gc-status-forwarded"): _PRE_1_1,
     (REFERENCE, "*", "A1-cni-path-optional"): (
         "the Go skel requires CNI_PATH for ADD/CHECK/DEL/STATUS although SPEC.md lists it as "
         "optional (checklist A table, 'Go skel also requires')"),

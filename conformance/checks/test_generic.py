@@ -263,3 +263,18 @@ def test_tolerates_standard_keys(plugin, world):
                       capabilities={"ips": True}, **{"cni.dev/x": 1})
     add_ok(world, plugin, conf)
     del_ok(world, plugin, conf)
+
+
+@check("K48-runtime-config-tolerated", "K Configuration", "M", "CONVENTIONS.md capabilities; checklist K48")
+@kinds("ipam", "interface", "loopback")
+def test_tolerates_other_capabilities(plugin, world):
+    """runtimeConfig carrying the standard capabilities a plugin does not use is ignored."""
+    need_profile(plugin)
+    rc = {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}],
+          "bandwidth": {"ingressRate": 1000, "ingressBurst": 100, "egressRate": 1000, "egressBurst": 100},
+          "dns": {"servers": ["192.0.2.53"], "searches": ["example.test"], "options": ["ndots:2"]},
+          "aliases": ["web"], "cgroupPath": "/kubepods/x", "deviceID": "0000:00:1f.6",
+          "infinibandGUID": "c2:11:22:33:44:55:66:77"}
+    conf = world.conf(newest(plugin, world, "1.0.0"), runtimeConfig=rc)
+    add_ok(world, plugin, conf)
+    del_ok(world, plugin, conf)

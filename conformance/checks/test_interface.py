@@ -153,3 +153,26 @@ def test_ipam_released_when_add_fails_later(plugin, world):
     verbs = [c["env"].get("CNI_COMMAND") for c in world.spy_calls()]
     assert verbs[:1] == ["ADD"] and "DEL" in verbs, f"IPAM calls after a failed ADD: {verbs}"
     del_ok(world, plugin, conf, path=world.spy_path)
+
+
+@check("J-gc-status-forwarded", "J Delegation", "M", "SPEC 1.1.0 §GC/§STATUS (pass on to IPAM); checklist H36/I42")
+@kinds("interface")
+def test_gc_and_status_reach_ipam(plugin, world):
+    """GC (with the same stdin: valid attachments) and STATUS are passed on to IPAM, and
+    a failing IPAM STATUS fails the plugin's STATUS with its code."""
+    need_profile(plugin)
+    conf = world.conf("1.1.0", ipam=world.spy_ipam())
+    conf["cni.dev/valid-attachments"] = []
+    out = world.exec(plugin.binary, "GC", conf, containerid="", ifname="", netns="", path=world.spy_path)
+    assert out.ok, f"GC: {out}"
+    stat = {k: v for k, v in conf.items() if k != "cni.dev/valid-attachments"}
+    out = world.exec(plugin.binary, "STATUS", stat, containerid="", ifname="", netns="", path=world.spy_path)
+    assert out.ok, f"STATUS: {out}"
+    calls = world.spy_calls()
+    verbs = [c["env"].get("CNI_COMMAND") for c in calls]
+    assert "GC" in verbs and "STATUS" in verbs, f"IPAM saw only {verbs}"
+    gc_stdin = json.loads(calls[verbs.index("GC")]["stdin"])
+    assert gc_stdin.get("cni.dev/valid-attachments") == [], "IPAM GC did not get the valid attachments"
+    world.spy_reply("STATUS", json.dumps({"cniVersion": "1.1.0", "code": 50, "msg": "pool gone"}), 1)
+    out = world.exec(plugin.binary, "STATUS", stat, containerid="", ifname="", netns="", path=world.spy_path)
+    assert_error(out, 50)
