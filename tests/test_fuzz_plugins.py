@@ -222,10 +222,28 @@ def _machine_snapshot() -> dict:
     return {"netns": {n for n in netns if n.startswith(FUZZ_NS_PREFIX) and NS_TAG in n}, "files": cni}
 
 
+# Plugins run inside a throwaway "host" namespace made for this module, never in the
+# machine's own: a fuzzed bridge config without "bridge" would otherwise create cni0 there.
+_HOST: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fuzz_host_netns():
+    name = f"{FUZZ_NS_PREFIX}h-{NS_TAG}-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    _HOST["name"] = name
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name])
+        _HOST.clear()
+
+
 def exec_plugin(binary: str, env: dict, stdin: bytes, cwd: str) -> subprocess.CompletedProcess:
     full = {"PATH": PLAIN_PATH}
     full.update(env)
-    return subprocess.run([binary], input=stdin, env=full, capture_output=True, timeout=30, cwd=cwd)
+    argv = ["ip", "netns", "exec", _HOST["name"], binary] if _HOST else [binary]
+    return subprocess.run(argv, input=stdin, env=full, capture_output=True, timeout=30, cwd=cwd)
 
 
 def check_answer(p: subprocess.CompletedProcess, command: str | None, what: str) -> None:
