@@ -1,0 +1,1 @@
+"""The bridge plugin: containers on a Linux bridge through veth pairs (see main.py)."""

@@ -1,0 +1,93 @@
+"""What happens inside the container's network namespace (run through ``netns.run_in``).
+
+``configure`` is the reference's sysctl block plus ipam.ConfigureIface: accept_dad /
+enhanced_dad, arp_notify, link up, disable_ipv6=0 and keep_addr_on_down=1 where IPv6 is
+used, addresses, routes (a route without gw goes via the family's first gateway), and a
+wait for tentative IPv6 addresses (DADFAILED is an error). ``inspect`` reads back what
+CHECK compares. The netlink socket is the one opened in this namespace by the caller.
+"""
+
+from __future__ import annotations
+
+from cnilib import link, sysctl
+from cnilib.errors import CNIError
+
+if False:  # type checking only
+    from cnilib import nl
+    from cnilib.types import Result
+
+SETTLE_TIMEOUT = 5.0
+# A plugin-specific code: IPv6 duplicate address detection failed in the container.
+DAD_FAILED = 120
+
+
+def configure(sock: "nl.Socket", ifname: str, index: int, result: "Result | None", enable_dad: bool,
+              link_up: bool) -> None:
+    """Configure the container end (L2 when ``result`` is None)."""
+    if result is None:
+        if link_up:
+            link.set_link(sock, index, up=True)
+        return
+    if enable_dad:
+        sysctl.try_set(f"net/ipv6/conf/{ifname}/enhanced_dad", "1")
+        sysctl.try_set(f"net/ipv6/conf/{ifname}/accept_dad", "1")
+    else:
+        sysctl.try_set(f"net/ipv6/conf/{ifname}/accept_dad", "0")
+    sysctl.try_set(f"net/ipv4/conf/{ifname}/arp_notify", "1")
+    link.set_link(sock, index, up=True)
+
+    gw = {4: None, 6: None}
+    v6 = False
+    for ipc in result.ips:
+        if ipc.version == 6 and not v6:
+            v6 = True
+            for dev in ("lo", ifname):
+                path = f"net/ipv6/conf/{dev}/disable_ipv6"
+                try:
+                    sysctl.ensure(path, "0")
+                except OSError as e:
+                    raise CNIError(999, f"failed to enable IPv6 on {dev!r} ({path}): {e.strerror}") from None
+            sysctl.try_set(f"net/ipv6/conf/{ifname}/keep_addr_on_down", "1")
+        try:
+            link.addr_add(sock, index, ipc.address)
+        except OSError as e:
+            raise CNIError(999, f"failed to add IP address {ipc.address} to {ifname!r}: {e.strerror}") from None
+        if ipc.gateway is not None and gw[ipc.gateway.version] is None:
+            gw[ipc.gateway.version] = ipc.gateway
+    if v6:
+        settle(sock, ifname, index)
+    for r in result.routes:
+        via = r.gw if r.gw is not None else gw[r.dst.version]
+        try:
+            link.route_add(sock, index, r.dst, via, mtu=r.mtu, advmss=r.advmss, priority=r.priority,
+                           table=r.table, scope=r.scope)
+        except OSError as e:
+            raise CNIError(999, f"failed to add route '{r.dst} via {via} dev {ifname}': {e.strerror}") from None
+
+
+def settle(sock: "nl.Socket", ifname: str, index: int, timeout: float = SETTLE_TIMEOUT) -> None:
+    """Wait until the link's IPv6 addresses are past duplicate address detection."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        tentative = False
+        for a in link.addrs(sock, index, 6):
+            if a.flags & link.IFA_F_DADFAILED:
+                raise CNIError(DAD_FAILED, f"IPv6 address {a.net} on {ifname!r} failed duplicate address detection")
+            if a.flags & link.IFA_F_TENTATIVE:
+                tentative = True
+        if not tentative:
+            return
+        if time.monotonic() > deadline:
+            raise CNIError(DAD_FAILED, f"{ifname!r} still has tentative IPv6 addresses after {timeout:g} s")
+        time.sleep(0.05)
+
+
+def inspect(sock: "nl.Socket", ifname: str) -> dict:
+    """What CHECK needs from the container side: the link, its addresses and routes."""
+    lk = link.get(sock, ifname)
+    if lk is None:
+        return {"link": None}
+    return {"link": lk, "addrs": link.addrs(sock, lk.index),
+            "routes": {4: link.routes(sock, 4), 6: link.routes(sock, 6)}}

@@ -1,0 +1,165 @@
+"""DEL and GC: release an attachment's host veth, IPAM lease, spoof check and masquerading.
+
+DEL never needs the container: the host veth is found by its name and tag (see naming),
+so a DEL without CNI_NETNS, or after the namespace is gone, still removes the veth (when
+the kernel has not already), the lease and the firewall rules. Deleting the host end
+deletes the container end with it. Only when no tagged veth exists (an attachment made by
+the reference plugin) is the container's CNI_IFNAME looked at, and then deleted only if it
+is a veth whose peer is a port of the configured bridge: a DEL after an ADD refused for an
+existing CNI_IFNAME never deletes that foreign interface. Every step is tried; the first
+error is reported at the end. The bridge, its addresses and sysctls stay, as the
+reference leaves them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cnilib import link, netns, nl
+from cnilib.errors import CNIError
+
+from . import config, naming
+
+if False:  # type checking only
+    from cnilib.skel import CmdArgs
+
+
+def cmd_del(cmd: "CmdArgs") -> None:
+    cfg = config.load(cmd, strict=False)
+    errors: list[CNIError] = []
+
+    def attempt(what: str, fn, *args) -> None:
+        try:
+            fn(*args)
+        except CNIError as e:
+            errors.append(e)
+        except OSError as e:
+            errors.append(CNIError(999, f"{what}: {e.strerror or e}"))
+
+    attempt("deleting the veth pair", _delete_veth, cmd, cfg)
+    if cfg.layer3:
+        from cnilib import ipam
+
+        attempt("IPAM DEL", ipam.delete, cmd)
+    if cfg.macspoofchk:
+        from . import spoofcheck
+
+        attempt("macspoofchk teardown", spoofcheck.teardown, cmd.container_id, cmd.ifname)
+    if cfg.ipmasq:
+        from . import masq
+
+        attempt("masquerade teardown", masq.release, cfg, cmd.container_id, cmd.ifname)
+    if errors:
+        for e in errors[1:]:
+            sys.stderr.write(f"bridge: DEL: also failed: {e.msg}\n")
+        raise errors[0]
+
+
+def _delete_veth(cmd: "CmdArgs", cfg: config.BridgeConf) -> None:
+    tag = naming.tag(cfg.name, cmd.container_id, cmd.ifname)
+    with nl.Socket() as host:
+        if _delete_tagged(host, cfg, tag):
+            return
+        if cmd.netns:
+            try:
+                _delete_reference_made(host, cmd, cfg)
+            except netns.NetnsGone:
+                pass  # the namespace took the container end (and so the host end) with it
+
+
+def _delete_tagged(host: nl.Socket, cfg: config.BridgeConf, tag: str) -> bool:
+    """Delete the host veth tagged ``tag``; True if there was one."""
+    lk = link.get(host, naming.host_veth_name(tag))
+    if lk is not None and lk.alias == tag:
+        link.delete(host, lk.index)
+        return True
+    # Fallback names (the derived one was taken at ADD): look among the bridge's ports.
+    br = link.get(host, cfg.bridge)
+    if br is None:
+        return False
+    found = link.find_by_alias(host, tag, master=br.index)
+    for index, _name in found:
+        link.delete(host, index)
+    return bool(found)
+
+
+def _delete_reference_made(host: nl.Socket, cmd: "CmdArgs", cfg: config.BridgeConf) -> None:
+    ctr = netns.run_in(cmd.netns, nl.Socket)
+    with ctr:
+        cv = link.get(ctr, cmd.ifname)
+        if cv is None or cv.kind != "veth" or not cv.peer_index:
+            return
+        br = link.get(host, cfg.bridge)
+        peer = link.get_by_index(host, cv.peer_index)
+        if br is None or peer is None or peer.kind != "veth" or peer.master != br.index or \
+                peer.peer_index != cv.index:
+            return  # not a veth of this bridge: not ours to delete
+        link.delete(ctr, cv.index)
+
+
+def cmd_gc(cmd: "CmdArgs") -> None:
+    """GC: IPAM GC, then the masquerading and host veths of this network's attachments
+    that are not in ``cni.dev/valid-attachments`` (nothing when the list is absent)."""
+    cfg = config.load(cmd, strict=False)
+    errors: list[CNIError] = []
+    if cfg.layer3:
+        from cnilib import ipam
+
+        try:
+            ipam.gc(cmd)
+        except CNIError as e:
+            errors.append(e)
+    keep = valid_attachments(cmd.conf.data)
+    if keep is not None:
+        if cfg.ipmasq:
+            from . import masq
+
+            try:
+                masq.gc(cfg, keep)
+            except CNIError as e:
+                errors.append(e)
+        try:
+            _gc_veths(cfg, keep)
+        except (CNIError, OSError) as e:
+            errors.append(e if isinstance(e, CNIError) else CNIError(999, f"GC of host veths: {e}"))
+    if errors:
+        raise errors[0]
+
+
+def _gc_veths(cfg: config.BridgeConf, keep: set[tuple[str, str]]) -> None:
+    """Delete the bridge's ports tagged with this network whose attachment is not kept."""
+    from cnilib.firewall.base import gc_doomed, kept_tags, network_part
+
+    with nl.Socket() as host:
+        br = link.get(host, cfg.bridge)
+        if br is None:
+            return
+        net_part = network_part(cfg.name)
+        keep_tags = kept_tags(cfg.name, keep)
+        for lk in link.list_links(host, master=br.index, kind="veth"):
+            if lk.alias and gc_doomed(lk.alias, net_part, keep_tags):
+                link.delete(host, lk.index)
+
+
+def valid_attachments(data: dict) -> set[tuple[str, str]] | None:
+    """``cni.dev/valid-attachments`` (or the legacy ``cni.dev/attachments``) as a set of
+    (containerID, ifname); None when absent or null: then GC removes nothing."""
+    from cnilib.errors import invalid_config
+
+    key = "cni.dev/valid-attachments"
+    obj = data.get(key)
+    if obj is None:
+        key = "cni.dev/attachments"
+        obj = data.get(key)
+    if obj is None:
+        return None
+    if not isinstance(obj, list):
+        raise invalid_config(key, obj, "must be a list of {\"containerID\", \"ifname\"} objects")
+    out = set()
+    for i, a in enumerate(obj):
+        cid = a.get("containerID") if isinstance(a, dict) else None
+        ifn = a.get("ifname") if isinstance(a, dict) else None
+        if not isinstance(cid, str) or not isinstance(ifn, str):
+            raise invalid_config(f"{key}[{i}]", a, "needs string containerID and ifname")
+        out.add((cid, ifn))
+    return out

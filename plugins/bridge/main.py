@@ -1,0 +1,68 @@
+"""bridge: connect the container to a Linux bridge on the host through a veth pair.
+
+Every key of the reference bridge plugin with the same meaning and default (config.py),
+the same ADD/DEL/CHECK behaviour and result layout (``[bridge, host veth, container]``),
+plus GC and STATUS. Beyond the reference: a failed ADD leaves nothing behind; DEL releases
+the host veth, the IPAM lease and the firewall rules without the container's namespace;
+CHECK works for L2-only configs and checks the port flags, MTU, VLANs and rules; a bridge
+created here keeps a stable MAC; VLAN configs on a kernel without 802.1Q bridge support
+are refused before anything is created. Each verb lives in its own module, imported only
+when that verb runs.
+"""
+
+from __future__ import annotations
+
+from cnilib import skel
+
+
+def cmd_add(cmd: skel.CmdArgs):
+    from .add import cmd_add as add
+
+    return add(cmd)
+
+
+def cmd_del(cmd: skel.CmdArgs) -> None:
+    from .delete import cmd_del as delete
+
+    delete(cmd)
+
+
+def cmd_check(cmd: skel.CmdArgs) -> None:
+    from .check import cmd_check as check
+
+    check(cmd)
+
+
+def cmd_gc(cmd: skel.CmdArgs) -> None:
+    from .delete import cmd_gc as gc
+
+    gc(cmd)
+
+
+def cmd_status(cmd: skel.CmdArgs) -> None:
+    """Ready when the IPAM plugin is (L3), the firewall backend is available (ipMasq) and
+    nft is installed (macspoofchk); else the first problem, code 50."""
+    from . import config
+
+    cfg = config.load(cmd, strict=False)
+    if cfg.layer3:
+        from cnilib import ipam
+
+        ipam.status(cmd)
+    if cfg.ipmasq and cfg.layer3:
+        from . import masq
+
+        masq.backend(cfg)
+    if cfg.macspoofchk:
+        from cnilib.errors import NOT_AVAILABLE, CNIError
+        from cnilib.firewall import _exec
+
+        if _exec.find_tool("nft") is None:
+            raise CNIError(NOT_AVAILABLE, "macspoofchk needs nftables, but the nft command was not found")
+
+
+PLUGIN = skel.Plugin("bridge", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status)
+
+
+def main() -> None:
+    skel.run(PLUGIN)
