@@ -70,8 +70,24 @@ class RssMeter:
             return 0
 
 
+def _enter_netns(path: str):
+    """A preexec_fn that moves the child into the network namespace at ``path`` before
+    exec, so plugins run in a throwaway host namespace without an extra process."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def enter() -> None:
+        fd = os.open(path, os.O_RDONLY)
+        if libc.setns(fd, 0x40000000) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+        os.close(fd)
+
+    return enter
+
+
 def exec_plugin(binary: str, command: str, conf: dict, sample: Sample, rss: RssMeter | None = None,
-                **env: str) -> bytes:
+                host_netns: str | None = None, **env: str) -> bytes:
     """Run one plugin process, adding its wall time (or, with ``rss``, its peak RSS) to ``sample``."""
     e = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": "bench",
          "CNI_NETNS": "", "CNI_IFNAME": "eth0", "CNI_ARGS": "", "CNI_PATH": os.path.dirname(binary)}
@@ -84,7 +100,8 @@ def exec_plugin(binary: str, command: str, conf: dict, sample: Sample, rss: RssM
         os.close(fd)
         argv = rss.wrap(argv, rss_file)
     t = time.perf_counter()
-    p = subprocess.run(argv, input=data, capture_output=True, env=e)
+    p = subprocess.run(argv, input=data, capture_output=True, env=e,
+                       preexec_fn=_enter_netns(host_netns) if host_netns else None)
     elapsed = time.perf_counter() - t
     if rss is not None:
         sample.max_rss_kib = max(sample.max_rss_kib, rss.read(rss_file))
@@ -127,6 +144,36 @@ def host_local_scenario(tmp: str) -> Scenario:
         exec_plugin(b, "DEL", confs[bin_dir], s, rss, CNI_NETNS=NETNS_PLACEHOLDER)
 
     return Scenario("host-local ADD+DEL", ["host-local"], run)
+
+
+def bridge_scenario(tmp: str) -> Scenario:
+    """bridge + host-local ADD then DEL with ipMasq (each implementation's default firewall
+    backend), plugins running in a throwaway host namespace."""
+    tag = uuid.uuid4().hex[:6]
+    host, ctr = f"bench-h-{tag}", f"bench-c-{tag}"
+    host_path, ctr_path = f"/var/run/netns/{host}", f"/var/run/netns/{ctr}"
+    confs: dict[str, dict] = {}
+
+    def run(bin_dir: str, s: Sample, rss: RssMeter | None) -> None:
+        b = os.path.join(bin_dir, "bridge")
+        if bin_dir not in confs:
+            n = len(confs)
+            confs[bin_dir] = {"cniVersion": "1.0.0", "name": f"bench-br{n}", "type": "bridge", "bridge": f"bbr{n}{tag}",
+                              "isGateway": True, "ipMasq": True,
+                              "ipam": {"type": "host-local", "subnet": f"10.124.{n}.0/24",
+                                       "dataDir": tempfile.mkdtemp(prefix="store-", dir=tmp)}}
+        for verb in ("ADD", "DEL"):
+            exec_plugin(b, verb, confs[bin_dir], s, rss, host_netns=host_path, CNI_NETNS=ctr_path)
+
+    def setup() -> None:
+        for n in (host, ctr):
+            subprocess.run(["ip", "netns", "add", n], check=True)
+
+    def teardown() -> None:
+        for n in (ctr, host):
+            subprocess.run(["ip", "netns", "delete", n])
+
+    return Scenario("bridge+host-local ipMasq ADD+DEL", ["bridge", "host-local"], run, setup, teardown)
 
 
 def loopback_scenario() -> Scenario:
@@ -181,20 +228,20 @@ def main(argv: list[str] | None = None) -> int:
     opts = ap.parse_args(argv)
     tmp = tempfile.mkdtemp(prefix="cni-bench-")
     try:
-        scenarios = [host_local_scenario(tmp), loopback_scenario()]
+        scenarios = [host_local_scenario(tmp), loopback_scenario(), bridge_scenario(tmp)]
         meter = RssMeter()
         only = set(filter(None, opts.only.split(",")))
         rows = []
-        print(f"{'scenario':<24} {'ours ms':>9} {'ref ms':>9} {'ratio':>7} {'ours RSS':>10} {'ref RSS':>10}")
+        print(f"{'scenario':<34} {'ours ms':>9} {'ref ms':>9} {'ratio':>7} {'ours RSS':>10} {'ref RSS':>10}")
         for sc in scenarios:
             if only and not only & set(sc.plugins):
                 continue
             if not all(os.path.exists(os.path.join(opts.ours, p)) for p in sc.plugins):
-                print(f"{sc.name:<24} skipped: not built in {opts.ours}")
+                print(f"{sc.name:<34} skipped: not built in {opts.ours}")
                 continue
             r = measure(sc, opts.ours, opts.ref, opts.runs, meter)
             rows.append(r)
-            print(f"{r['scenario']:<24} {r['ours_ms']:>9.1f} {r['ref_ms']:>9.1f} {r['ratio']:>6.2f}x "
+            print(f"{r['scenario']:<34} {r['ours_ms']:>9.1f} {r['ref_ms']:>9.1f} {r['ratio']:>6.2f}x "
                   f"{r['ours_rss_kib'] / 1024:>8.1f}MB {r['ref_rss_kib'] / 1024:>8.1f}MB")
         print(f"(medians of {opts.runs} alternating runs each; whole-process times, ours={opts.ours}, ref={opts.ref})")
         if opts.json:
