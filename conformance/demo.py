@@ -4,8 +4,8 @@ Everything happens inside network namespaces this script makes (a "host" and a
 "container"), never in the machine's own namespace, and everything is removed at the end,
 also on failure. Plugins run as separate processes, exactly as a runtime execs them.
 
-Until the bridge plugin lands (issue #4), the demo wires the container to the host with a
-veth pair made by ip(8) itself; host-local (IPAM) and loopback are the real plugins.
+The network is loopback + bridge (with host-local as its IPAM); portmap joins the chain
+with issue #5.
 """
 
 from __future__ import annotations
@@ -59,9 +59,10 @@ def main() -> int:
     ctr_path = f"/var/run/netns/{ctr}"
     data_dir = tempfile.mkdtemp(prefix="cni-demo-")
     cid = f"demo-{tag}"
-    ipam_conf = {"cniVersion": "1.1.0", "name": "demo-net", "type": "host-local",
-                 "ipam": {"type": "host-local", "subnet": SUBNET, "dataDir": data_dir,
-                          "routes": [{"dst": "0.0.0.0/0"}]}}
+    br_conf = {"cniVersion": "1.1.0", "name": "demo-net", "type": "bridge", "bridge": f"demobr{tag[:6]}",
+               "isGateway": True,
+               "ipam": {"type": "host-local", "subnet": SUBNET, "dataDir": data_dir,
+                        "routes": [{"dst": "0.0.0.0/0"}]}}
     lo_conf = {"cniVersion": "1.1.0", "name": "demo-net", "type": "loopback"}
     common = dict(host=host, netns=ctr_path, cid=cid)
     ok = False
@@ -75,44 +76,42 @@ def main() -> int:
         lo_res = plugin(opts.cni_path, "loopback", "ADD", lo_conf, ifname="lo", **common)
         print(indent(json.dumps(lo_res, indent=2)))
 
-        step(3, f"host-local ADD: lease an address from {SUBNET}")
-        res = plugin(opts.cni_path, "host-local", "ADD", ipam_conf, ifname="eth0", **common)
+        step(3, f"bridge ADD: a veth from the container to bridge {br_conf['bridge']}, an address from "
+                f"host-local ({SUBNET})")
+        res = plugin(opts.cni_path, "bridge", "ADD", br_conf, ifname="eth0", **common)
         print(indent(json.dumps(res, indent=2)))
         addr = res["ips"][0]["address"]
         gw = res["ips"][0]["gateway"]
-        plen = addr.split("/")[1]
-        print(f"    store: {os.listdir(os.path.join(data_dir, 'demo-net'))}")
+        print(f"    lease store: {sorted(os.listdir(os.path.join(data_dir, 'demo-net')))}")
 
-        step(4, "Wire eth0 with a veth pair (the bridge plugin will do this from issue #4)")
-        sh("ip", "link", "add", "veth-demo", "type", "veth", "peer", "name", "eth0", "netns", ctr_path, ns=host)
-        sh("ip", "addr", "add", f"{gw}/{plen}", "dev", "veth-demo", ns=host)
-        sh("ip", "link", "set", "veth-demo", "up", ns=host)
-        sh("ip", "addr", "add", addr, "dev", "eth0", ns=ctr)
-        sh("ip", "link", "set", "eth0", "up", ns=ctr)
-        for r in res.get("routes", []):
-            sh("ip", "route", "add", r["dst"], "via", r.get("gw", gw), ns=ctr)
+        step(4, "What the kernel now holds")
         print("    container addresses:")
         print(indent(indent(sh("ip", "-br", "addr", ns=ctr))))
         print("    container routes:")
         print(indent(indent(sh("ip", "route", ns=ctr))))
+        print("    host side (the throwaway host namespace):")
+        print(indent(indent(sh("ip", "-br", "addr", ns=host))))
 
         step(5, "Prove it works: ping both ways")
         ip_only = addr.split("/")[0]
         print(indent(sh("ping", "-c", "2", "-W", "2", ip_only, ns=host).strip().splitlines()[-2]))
         print(indent(sh("ping", "-c", "2", "-W", "2", gw, ns=ctr).strip().splitlines()[-2]))
-        plugin(opts.cni_path, "host-local", "CHECK", dict(ipam_conf, prevResult=res), ifname="eth0", **common)
+        plugin(opts.cni_path, "bridge", "CHECK", dict(br_conf, prevResult=res), ifname="eth0", **common)
         plugin(opts.cni_path, "loopback", "CHECK", dict(lo_conf, prevResult=lo_res), ifname="lo", **common)
-        print("    CHECK: host-local and loopback agree the attachment is intact")
+        print("    CHECK: bridge (and host-local through it) and loopback agree the attachment is intact")
 
         step(6, "Remove the container: DEL in reverse order, then the namespaces")
-        plugin(opts.cni_path, "host-local", "DEL", ipam_conf, ifname="eth0", **common)
+        plugin(opts.cni_path, "bridge", "DEL", br_conf, ifname="eth0", **common)
         plugin(opts.cni_path, "loopback", "DEL", lo_conf, ifname="lo", **common)
+        leases = [f for f in os.listdir(os.path.join(data_dir, "demo-net")) if f[0].isdigit() or ":" in f]
+        host_links = [line.split()[0] for line in sh("ip", "-br", "link", ns=host).splitlines()]
+        veths = [l for l in host_links if l.startswith("veth")]
+        print(f"    host side after DEL: {', '.join(host_links)} (the bridge stays, as with the reference)")
         sh("ip", "netns", "delete", ctr)
         sh("ip", "netns", "delete", host)
-        leases = [f for f in os.listdir(os.path.join(data_dir, "demo-net")) if f[0].isdigit() or ":" in f]
         left = [n for n in (host, ctr) if os.path.exists(f"/var/run/netns/{n}")]
-        print(f"    leases left: {leases or 'none'}; namespaces left: {left or 'none'}")
-        ok = not leases and not left
+        print(f"    leases left: {leases or 'none'}; veths left: {veths or 'none'}; namespaces left: {left or 'none'}")
+        ok = not leases and not veths and not left
     finally:
         for n in (ctr, host):
             if os.path.exists(f"/var/run/netns/{n}"):
