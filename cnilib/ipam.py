@@ -7,7 +7,7 @@ Its error keeps its code; its ADD result is parsed in whatever version it declar
 
 from __future__ import annotations
 
-import os
+import posix
 
 from cnilib import execplugin
 from cnilib.errors import INTERNAL, INVALID_CONFIG, CNIError
@@ -33,8 +33,10 @@ def _exec(cmd: "CmdArgs", command: str, stdin: bytes | None = None) -> bytes:
     path = execplugin.find_in_path(name, cmd.path)
     if path is None:
         raise CNIError(INVALID_CONFIG, f"failed to find plugin {name!r} in path {cmd.path}")
-    env = dict(os.environ)
-    env["CNI_COMMAND"] = command
+    # Our whole environment, as received (bytes: posix.environ, not os, which the
+    # launchers' -S leaves unimported), with only CNI_COMMAND changed.
+    env = dict(posix.environ)
+    env[b"CNI_COMMAND"] = command.encode()
     try:
         rc, out, err = execplugin.run(path, cmd.conf.raw if stdin is None else stdin, env)
     except OSError as e:

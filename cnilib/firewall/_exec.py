@@ -1,8 +1,8 @@
 """Find and run the firewall tools (``nft``, ``iptables-restore``...) with arguments.
 
-``cnilib.execplugin.run`` execs a CNI plugin with no arguments; the firewall tools need argv,
-so this is its small sibling: ``posix_spawn`` and a poll loop (``subprocess`` costs ~20 ms of
-imports), ``posix`` rather than ``os`` (not loaded under the launchers' ``-S``).
+The spawning itself is ``cnilib.execplugin.spawn`` (posix_spawn and a poll loop, no
+``subprocess``); this module adds finding the tools where a minimal PATH misses them, the
+fixed environment they run in, and turning their failures into CNI errors.
 
 The tools run with ``LC_ALL=C``: callers recognise outcomes such as "File exists" in their
 English messages.
@@ -45,63 +45,11 @@ def find_tool(name: str) -> str | None:
 
 
 def run(argv: list[str], stdin: bytes = b"") -> tuple[int, bytes, bytes]:
-    """Run ``argv`` (argv[0] an absolute path) with ``stdin``; return (status, stdout, stderr).
+    """Run ``argv`` (argv[0] an absolute path) with ``stdin`` in the tools' fixed
+    environment; return (status, stdout, stderr), a signal death as 128+signal."""
+    from cnilib.execplugin import spawn
 
-    A signal death is reported as 128+signal, as a shell does.
-    """
-    import select
-
-    r_in, w_in = posix.pipe()
-    r_out, w_out = posix.pipe()
-    r_err, w_err = posix.pipe()
-    try:
-        pid = posix.posix_spawn(argv[0], argv, _ENV, file_actions=[
-            (posix.POSIX_SPAWN_DUP2, r_in, 0),
-            (posix.POSIX_SPAWN_DUP2, w_out, 1),
-            (posix.POSIX_SPAWN_DUP2, w_err, 2),
-        ])
-    except OSError:
-        for fd in (r_in, w_in, r_out, w_out, r_err, w_err):
-            posix.close(fd)
-        raise
-    for fd in (r_in, w_out, w_err):
-        posix.close(fd)
-    bufs: dict[int, list[bytes]] = {r_out: [], r_err: []}
-    out, err = bufs[r_out], bufs[r_err]
-    pending = memoryview(stdin)
-    poller = select.poll()
-    for fd in bufs:
-        poller.register(fd, select.POLLIN)
-    if pending:
-        posix.set_blocking(w_in, False)
-        poller.register(w_in, select.POLLOUT)
-    else:
-        posix.close(w_in)
-        w_in = -1
-    open_fds = set(bufs)
-    while open_fds or w_in >= 0:
-        for fd, _ in poller.poll():
-            if fd == w_in:
-                try:
-                    n = posix.write(w_in, pending[:65536])
-                    pending = pending[n:]
-                except BrokenPipeError:
-                    pending = pending[:0]  # the tool stopped reading; its exit status tells why
-                if not pending:
-                    poller.unregister(w_in)
-                    posix.close(w_in)
-                    w_in = -1
-            else:
-                chunk = posix.read(fd, 65536)
-                if chunk:
-                    bufs[fd].append(chunk)
-                else:
-                    poller.unregister(fd)
-                    posix.close(fd)
-                    open_fds.discard(fd)
-    _, status = posix.waitpid(pid, 0)
-    code = posix.waitstatus_to_exitcode(status)
-    return (128 - code if code < 0 else code), b"".join(out), b"".join(err)
+    return spawn(argv, stdin, _ENV)
 
 
 def tool_error(argv: list[str], rc: int, stderr: bytes, request: str = "") -> CNIError:
