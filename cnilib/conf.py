@@ -83,6 +83,28 @@ class NetConf:
 
         return Result.parse(self.raw_prev_result, self.cni_version)
 
+    def valid_attachments(self) -> "set[tuple[str, str]] | None":
+        """GC's ``cni.dev/valid-attachments`` (or the legacy ``cni.dev/attachments``) as a
+        set of (containerID, ifname); None when absent or null, which means: remove nothing.
+        Code 7 naming the key for anything but a list of such objects."""
+        key = "cni.dev/valid-attachments"
+        obj = self.data.get(key)
+        if obj is None:
+            key = "cni.dev/attachments"
+            obj = self.data.get(key)
+        if obj is None:
+            return None
+        if not isinstance(obj, list):
+            raise invalid_config(key, obj, "must be a list of {\"containerID\", \"ifname\"} objects")
+        out = set()
+        for i, a in enumerate(obj):
+            cid = a.get("containerID") if isinstance(a, dict) else None
+            ifn = a.get("ifname") if isinstance(a, dict) else None
+            if not isinstance(cid, str) or not isinstance(ifn, str):
+                raise invalid_config(f"{key}[{i}]", a, "needs string containerID and ifname")
+            out.add((cid, ifn))
+        return out
+
     def runtime(self, capability: str) -> object:
         """``runtimeConfig[capability]`` or None."""
         return self.runtime_config.get(capability)

@@ -26,6 +26,9 @@ from cnilib.errors import (
     CNIError,
 )
 
+if False:  # type checking only; conf is imported when a verb needs it
+    from cnilib.conf import NetConf
+
 VERBS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
 # Required variables per verb (SPEC.md "Parameters"); CNI_PATH is optional where the spec
 # says so (the Go skel insists on it; nothing here needs it except delegation).

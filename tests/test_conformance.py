@@ -7,12 +7,10 @@ only then, and the JUnit file tells what ran.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
-import pytest
 
 from tests.helpers import ROOT
 

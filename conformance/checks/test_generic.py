@@ -11,7 +11,7 @@ import os
 import pytest
 
 from conformance.checks.common import (
-    CID, SPEC_CODES, VERSIONS, add_ok, assert_error, del_ok, ifname, need_profile, newest, run,
+    CID, SPEC_CODES, add_ok, assert_error, del_ok, ifname, need_profile, newest, run,
     supported_versions,
 )
 from conformance.plugin import check, kinds

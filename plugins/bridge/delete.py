@@ -109,7 +109,7 @@ def cmd_gc(cmd: "CmdArgs") -> None:
             ipam.gc(cmd)
         except CNIError as e:
             errors.append(e)
-    keep = valid_attachments(cmd.conf.data)
+    keep = cmd.conf.valid_attachments()
     if keep is not None:
         if cfg.ipmasq:
             from . import masq
@@ -139,27 +139,3 @@ def _gc_veths(cfg: config.BridgeConf, keep: set[tuple[str, str]]) -> None:
         for lk in link.list_links(host, master=br.index, kind="veth"):
             if lk.alias and gc_doomed(lk.alias, net_part, keep_tags):
                 link.delete(host, lk.index)
-
-
-def valid_attachments(data: dict) -> set[tuple[str, str]] | None:
-    """``cni.dev/valid-attachments`` (or the legacy ``cni.dev/attachments``) as a set of
-    (containerID, ifname); None when absent or null: then GC removes nothing."""
-    from cnilib.errors import invalid_config
-
-    key = "cni.dev/valid-attachments"
-    obj = data.get(key)
-    if obj is None:
-        key = "cni.dev/attachments"
-        obj = data.get(key)
-    if obj is None:
-        return None
-    if not isinstance(obj, list):
-        raise invalid_config(key, obj, "must be a list of {\"containerID\", \"ifname\"} objects")
-    out = set()
-    for i, a in enumerate(obj):
-        cid = a.get("containerID") if isinstance(a, dict) else None
-        ifn = a.get("ifname") if isinstance(a, dict) else None
-        if not isinstance(cid, str) or not isinstance(ifn, str):
-            raise invalid_config(f"{key}[{i}]", a, "needs string containerID and ifname")
-        out.add((cid, ifn))
-    return out

@@ -19,7 +19,7 @@ from __future__ import annotations
 # requested address lies outside every range or is a gateway. ALREADY_ALLOCATED (101): the
 # address is already someone's (another attachment's lease, or this attachment already
 # holds one in the set).
-from cnilib.errors import ALREADY_ALLOCATED, NO_ADDRESS_AVAILABLE, CNIError  # noqa: F401
+from cnilib.errors import NO_ADDRESS_AVAILABLE, CNIError
 from cnilib.ip import IP, Net
 
 

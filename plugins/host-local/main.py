@@ -18,13 +18,12 @@ from __future__ import annotations
 import sys
 
 from cnilib import skel
-from cnilib.errors import IO_FAILURE, NOT_AVAILABLE, NOT_FOUND, CNIError, invalid_config
+from cnilib.errors import ALREADY_ALLOCATED, IO_FAILURE, NO_ADDRESS_AVAILABLE, NOT_AVAILABLE, NOT_FOUND, CNIError
 
 from . import config
-from .allocator import ALREADY_ALLOCATED, NO_ADDRESS_AVAILABLE
 
 if False:  # type checking only
-    from cnilib.store import Lease, Store  # noqa: F401
+    from cnilib.store import Store  # noqa: F401
     from cnilib.types import Result  # noqa: F401
 
     from .allocator import RangeSet, Request  # noqa: F401
@@ -207,33 +206,14 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
 
 # -- GC --------------------------------------------------------------------------------
 
-def _valid_attachments(data: dict) -> set | None:
-    """``cni.dev/valid-attachments`` (or the legacy ``cni.dev/attachments``) as a set of
-    (containerID, ifname); None when absent or null, which means: remove nothing."""
-    key = "cni.dev/valid-attachments"
-    obj = data.get(key)
-    if obj is None:
-        key = "cni.dev/attachments"
-        obj = data.get(key)
-    if obj is None:
-        return None
-    if not isinstance(obj, list):
-        raise invalid_config(key, obj, "must be a list of {\"containerID\", \"ifname\"} objects")
-    out = set()
-    for i, a in enumerate(obj):
-        cid = a.get("containerID") if isinstance(a, dict) else None
-        ifn = a.get("ifname") if isinstance(a, dict) else None
-        if not isinstance(cid, str) or not isinstance(ifn, str):
-            raise invalid_config(f"{key}[{i}]", a, "needs string containerID and ifname")
-        out.add((cid.strip(), ifn))
-    return out
-
-
 def cmd_gc(cmd: skel.CmdArgs) -> None:
-    valid = _valid_attachments(cmd.conf.data)
+    valid = cmd.conf.valid_attachments()
     cfg = config.load_store_location(cmd.conf)
     if valid is None:
         return
+    # Lease files are compared with surrounding whitespace trimmed (as the reference reads
+    # them), so the IDs we keep are too.
+    valid = {(cid.strip(), ifname) for cid, ifname in valid}
     store = _open_store(cfg, create=False)
     if store is None:
         return
