@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import uuid
-from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUR_BIN = os.path.join(ROOT, "dist", "bin")
@@ -21,25 +20,8 @@ PLAIN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 NS_TAG = os.environ.setdefault("CNIPY_NS_TAG", uuid.uuid4().hex[:6])
 
 
-@dataclass
-class Outcome:
-    """What one plugin invocation produced."""
-
-    rc: int
-    stdout: bytes
-    stderr: bytes
-    doc: object = field(default=None)
-
-    @property
-    def ok(self) -> bool:
-        return self.rc == 0
-
-    @property
-    def code(self) -> int | None:
-        return self.doc.get("code") if isinstance(self.doc, dict) else None
-
-    def __str__(self) -> str:
-        return f"rc={self.rc} stdout={self.stdout.decode(errors='replace')!r} stderr={self.stderr.decode(errors='replace')!r}"
+# One plugin invocation's outcome: the harness's own type (rc, stdout, stderr, doc, .ok, .code).
+from conformance.world import Outcome  # noqa: E402
 
 
 def run_plugin(binary: str, command: str, conf: dict | bytes | str | None = None, *,
