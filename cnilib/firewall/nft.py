@@ -346,11 +346,13 @@ class NftBackend(Backend):
 
     def _apply(self, cmds: list[dict]) -> tuple[int, bytes, str]:
         data = batch(cmds)
-        rc, _, err = _exec.run([self._nft(), "-j", "-f", "-"], data)
+        # "-f /proc/self/fd/0" rather than "-f -": nft opens /dev/stdin for "-", a symlink
+        # that minimal systems (a bare devtmpfs, some initramfs and VM setups) lack.
+        rc, _, err = _exec.run([self._nft(), "-j", "-f", "/proc/self/fd/0"], data)
         return rc, err, data.decode()
 
     def _fail(self, rc: int, err: bytes, request: str) -> CNIError:
-        return _exec.tool_error([self._nft(), "-j", "-f", "-"], rc, err, request)
+        return _exec.tool_error([self._nft(), "-j", "-f", "/proc/self/fd/0"], rc, err, request)
 
     def _read(self, st: State, *what: str) -> bool:
         """Merge ``nft -j list <what>`` into ``st``; False when it does not exist.

@@ -70,7 +70,9 @@ def _nft(commands: list[dict] | None, *argv: str) -> bytes:
     nft = _exec.find_tool("nft")
     if nft is None:
         raise CNIError(NOT_AVAILABLE, "macspoofchk needs nftables, but the nft command was not found")
-    full = [nft, "-j", *argv] if commands is None else [nft, "-j", "-f", "-"]
+    # "-f /proc/self/fd/0" rather than "-f -": nft opens /dev/stdin for "-", a symlink that
+    # minimal systems (a bare devtmpfs, some initramfs and VM setups) do not have.
+    full = [nft, "-j", *argv] if commands is None else [nft, "-j", "-f", "/proc/self/fd/0"]
     request = b"" if commands is None else jsonio.dumps({"nftables": commands}, indent=False).encode()
     rc, out, err = _exec.run(full, request)
     if rc != 0:
