@@ -182,13 +182,9 @@ class LibCNI:
         if self.in_netns:
             cmd = ["ip", "netns", "exec", self.in_netns] + cmd
         p = subprocess.run(cmd, env=base, capture_output=True, timeout=self.timeout)
-        doc = None
-        if p.stdout.strip():
-            try:
-                doc = json.loads(p.stdout)
-            except ValueError:
-                doc = None
-        return DriverOutcome(p.returncode, p.stdout, p.stderr, doc)
+        from conformance.world import parse_doc
+
+        return DriverOutcome(p.returncode, p.stdout, p.stderr, parse_doc(p.stdout))
 
     def _invoke(self, verb: str, network: str, netns: str, ifname: str, container_id: str | None,
                 args: str | dict[str, str] | list[tuple[str, str]] | None,

@@ -161,12 +161,7 @@ class World:
                  "CNI_ARGS": args, "CNI_PATH": self.cni_path if path is None else path}
             if env:
                 e.update(env)
-        if isinstance(stdin, dict):
-            data = json.dumps(stdin).encode()
-        elif isinstance(stdin, str):
-            data = stdin.encode()
-        else:
-            data = stdin or b""
+        data = stdin_bytes(stdin)
         cmd = ["ip", "netns", "exec", self.host, binary]
         if kill_after is not None:
             p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
@@ -178,9 +173,9 @@ class World:
                 p.send_signal(signal.SIGKILL)
             out, err = p.stdout.read(), p.stderr.read()
             p.wait()
-            return Outcome(p.returncode, out, err, _json(out), killed)
+            return Outcome(p.returncode, out, err, parse_doc(out), killed)
         p = subprocess.run(cmd, input=data, env=e, capture_output=True, timeout=timeout)
-        return Outcome(p.returncode, p.stdout, p.stderr, _json(p.stdout))
+        return Outcome(p.returncode, p.stdout, p.stderr, parse_doc(p.stdout))
 
     # -- state -----------------------------------------------------------------------
     def snapshot(self) -> dict:
@@ -201,7 +196,17 @@ class World:
         self.close()
 
 
-def _json(out: bytes) -> object:
+def stdin_bytes(conf: dict | bytes | str | None) -> bytes:
+    """A plugin's stdin: a dict as JSON, text as UTF-8, bytes as they are."""
+    if isinstance(conf, dict):
+        return json.dumps(conf).encode()
+    if isinstance(conf, str):
+        return conf.encode()
+    return conf or b""
+
+
+def parse_doc(out: bytes) -> object:
+    """A plugin's (or driver's) stdout parsed as JSON, or None when empty or not JSON."""
     if not out.strip():
         return None
     try:

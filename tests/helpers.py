@@ -21,7 +21,7 @@ NS_TAG = os.environ.setdefault("CNIPY_NS_TAG", uuid.uuid4().hex[:6])
 
 
 # One plugin invocation's outcome: the harness's own type (rc, stdout, stderr, doc, .ok, .code).
-from conformance.world import Outcome  # noqa: E402
+from conformance.world import Outcome, parse_doc, stdin_bytes  # noqa: E402
 
 
 def run_plugin(binary: str, command: str, conf: dict | bytes | str | None = None, *,
@@ -37,23 +37,12 @@ def run_plugin(binary: str, command: str, conf: dict | bytes | str | None = None
            "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_ARGS": args, "CNI_PATH": path}
     if extra_env:
         env.update(extra_env)
-    if isinstance(conf, dict):
-        data = json.dumps(conf).encode()
-    elif isinstance(conf, str):
-        data = conf.encode()
-    else:
-        data = conf or b""
+    data = stdin_bytes(conf)
     argv = [binary]
     if in_netns:
         argv = ["ip", "netns", "exec", in_netns, binary]
     p = subprocess.run(argv, input=data, env=env, capture_output=True, timeout=timeout)
-    doc = None
-    if p.stdout.strip():
-        try:
-            doc = json.loads(p.stdout)
-        except ValueError:
-            doc = None
-    return Outcome(p.returncode, p.stdout, p.stderr, doc)
+    return Outcome(p.returncode, p.stdout, p.stderr, parse_doc(p.stdout))
 
 
 def sh(*argv: str, check: bool = True, ns: str | None = None) -> str:
