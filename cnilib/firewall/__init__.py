@@ -13,7 +13,7 @@ from cnilib.errors import NOT_AVAILABLE, CNIError, invalid_config
 from cnilib.firewall.base import Backend, Owner
 from cnilib.firewall.rules import MasqRule
 
-__all__ = ["Backend", "MasqRule", "Owner", "BACKENDS", "make", "select", "available_backends"]
+__all__ = ["Backend", "MasqRule", "Owner", "BACKENDS", "make", "select", "available_backends", "on_every_backend"]
 
 BACKENDS = ("nftables", "iptables")
 
@@ -62,3 +62,37 @@ def available_backends() -> list[Backend]:
         if b.available() is None:
             out.append(b)
     return out
+
+
+# The command whose presence means a backend may hold state of ours.
+_TOOL = {"nftables": "nft", "iptables": "iptables-save"}
+
+
+def on_every_backend(configured: str | None, fn, who: str) -> None:
+    """``fn(backend)`` for the ``configured`` backend (its error is the caller's error), then
+    for the other one wherever its tool exists (best effort, a failure is a warning on
+    stderr naming ``who``): state from an ADD made with another config may be there, and
+    DEL/GC must release it. No ``available()`` probe: a backend without its tool cannot
+    hold state, and every teardown reads before it writes. Raises the first error when
+    no backend at all worked."""
+    import sys
+
+    from cnilib.firewall import _exec
+
+    names = [configured] if configured else []
+    names += [n for n in BACKENDS if n not in names]
+    failures: list[CNIError] = []
+    tried = 0
+    for name in names:
+        if _exec.find_tool(_TOOL[name]) is None:
+            continue
+        tried += 1
+        try:
+            fn(make(name))
+        except CNIError as e:
+            if name == configured:
+                raise
+            sys.stderr.write(f"{who}: {name}: {e.msg}\n")
+            failures.append(e)
+    if tried and len(failures) == tried:
+        raise failures[0]

@@ -20,6 +20,7 @@ from __future__ import annotations
 from cnilib.errors import IO_FAILURE, CNIError
 
 if False:  # type-only imports: keep the runtime import cost nil
+    from cnilib.firewall.hostport import HostPortSpec
     from cnilib.firewall.rules import MasqRule
 
 TAG_PREFIX = "cnipy"
@@ -166,5 +167,31 @@ class Backend:
         is not in ``keep``."""
         raise NotImplementedError
 
+    def hostports(self) -> "HostPorts":
+        """The backend's host-port (portmap) operations."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"<firewall backend {self.name}>"
+
+
+class HostPorts:
+    """Host-port mappings of owners (the portmap plugin's firewall state). Every method
+    raises CNIError on failure and needs neither the container's namespace nor interface."""
+
+    def add(self, owner: Owner, spec: "HostPortSpec") -> None:
+        """Install ``spec`` for ``owner``, replacing whatever the owner had. A key another
+        owner holds is a conflict: CNIError 101 naming the holder, nothing changed."""
+        raise NotImplementedError
+
+    def delete(self, owner: Owner) -> None:
+        """Remove everything of ``owner``; nothing there is fine."""
+        raise NotImplementedError
+
+    def check(self, owner: Owner, spec: "HostPortSpec") -> None:
+        """CNIError 102 naming what is missing unless ``spec`` is fully in place."""
+        raise NotImplementedError
+
+    def gc(self, network: str, keep: set[tuple[str, str]]) -> None:
+        """Remove the mappings of every owner of ``network`` not in ``keep``."""
+        raise NotImplementedError

@@ -101,10 +101,11 @@ class Rule:
         self.line = line
         self.tokens = split(line)
         self.chain = self.tokens[1] if len(self.tokens) > 1 else ""
-        self.comment = self._after("--comment")
-        self.target = self._after("-j")
+        self.comment = self.after("--comment")
+        self.target = self.after("-j")
 
-    def _after(self, flag: str) -> str:
+    def after(self, flag: str) -> str:
+        """The token after ``flag`` ("" when absent)."""
         t = self.tokens
         return t[t.index(flag) + 1] if flag in t and t.index(flag) + 1 < len(t) else ""
 
@@ -252,6 +253,11 @@ class IptablesBackend(Backend):
         rc, _, err = _exec.run(argv, text.encode())
         if rc != 0:
             raise _exec.tool_error(argv, rc, err, text)
+
+    def hostports(self):
+        from cnilib.firewall.iptables_hostport import IptablesHostPorts
+
+        return IptablesHostPorts(self)
 
     def add_masquerade(self, owner: Owner, rules: list[MasqRule]) -> None:
         rules = normalize(rules)

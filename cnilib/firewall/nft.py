@@ -381,6 +381,11 @@ class NftBackend(Backend):
             self._read(st, "map", FAMILY, TABLE, MAPS[v])
         return st
 
+    def hostports(self):
+        from cnilib.firewall.nft_hostport import NftHostPorts
+
+        return NftHostPorts(self)
+
     def add_masquerade(self, owner: Owner, rules: list[MasqRule]) -> None:
         rules = normalize(rules)
         with Lock(LOCK_NAME):

@@ -7,15 +7,11 @@ already gone (the reference leaks its iptables chain then, #810).
 
 from __future__ import annotations
 
-from cnilib.errors import CNIError
-
 if False:  # type checking only
     from cnilib.firewall.base import Backend, Owner
     from cnilib.types import Result
 
     from .config import BridgeConf
-
-BACKENDS = ("nftables", "iptables")
 
 
 def backend(cfg: "BridgeConf") -> "Backend":
@@ -37,37 +33,11 @@ def rules(result: "Result") -> list:
     return [MasqRule.for_address(ipc.address) for ipc in result.ips]
 
 
-# The command whose presence means a backend may hold rules of ours.
-_TOOL = {"nftables": "nft", "iptables": "iptables-save"}
-
-
 def _teardown(cfg: "BridgeConf", fn) -> None:
-    """``fn(backend)`` for the configured backend (its error is DEL's error), then for the
-    other one wherever its tool exists (best effort: it may hold rules from an ADD made
-    with another config, as the reference cleans both). No ``available()`` probe: a
-    backend without its tool cannot hold rules, and the teardown itself reads first."""
-    import sys
-
+    """``fn(backend)`` on the configured backend, then best effort on the other one."""
     from cnilib import firewall
-    from cnilib.firewall import _exec
 
-    names = [cfg.ipmasq_backend] if cfg.ipmasq_backend else []
-    names += [n for n in BACKENDS if n not in names]
-    failures: list[CNIError] = []
-    tried = 0
-    for name in names:
-        if _exec.find_tool(_TOOL[name]) is None:
-            continue
-        tried += 1
-        try:
-            fn(firewall.make(name))
-        except CNIError as e:
-            if name == cfg.ipmasq_backend:
-                raise
-            sys.stderr.write(f"bridge: {name} masquerade teardown: {e.msg}\n")
-            failures.append(e)
-    if tried and len(failures) == tried:
-        raise failures[0]  # no backend worked: the rules may still be there
+    firewall.on_every_backend(cfg.ipmasq_backend, fn, "bridge: masquerade teardown")
 
 
 def release(cfg: "BridgeConf", container_id: str, ifname: str) -> None:
