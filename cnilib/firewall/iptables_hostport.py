@@ -7,12 +7,13 @@ Layout in the ``nat`` table of each family::
     -I POSTROUTING 1 -m comment --comment "cnipy host ports" -j CNIPY-HP-MASQ
     -A CNIPY-HP-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE          # one per mark bit in use
     -A CNIPY-HP-SETMARK-13 -j MARK --set-xmark 0x2000/0x2000
-    # one entry per mapping, specific addresses first; the key a conflict is judged by:
-    -A CNIPY-HOSTPORTS [-d H/32] -p tcp -m tcp --dport 8080 -m comment --comment "<tag>" -j CNIPY-<owner hash>
-    # the owner's chain: mark for masquerading, then DNAT; conditionsV4/V6 here, so they
-    # apply to this owner only
-    -A CNIPY-<owner> -s SUBNET [-d H/32] -p tcp -m tcp --dport 8080 <conditions> -m comment --comment "<tag>" -j CNIPY-HP-SETMARK-13
-    -A CNIPY-<owner> [-d H/32] -p tcp -m tcp --dport 8080 <conditions> -m comment --comment "<tag>" -j DNAT --to-destination C:80
+    # one entry per mapping, specific addresses first; the key a conflict is judged by;
+    # conditionsV4/V6 here (as in the reference's entry rules), so they apply to this
+    # owner only and may use -s without clashing with the masquerade rules' own -s
+    -A CNIPY-HOSTPORTS [-d H/32] -p tcp -m tcp --dport 8080 <conditions> -m comment --comment "<tag>" -j CNIPY-<owner hash>
+    # the owner's chain: mark for masquerading, then DNAT
+    -A CNIPY-<owner> -s SUBNET [-d H/32] -p tcp -m tcp --dport 8080 -m comment --comment "<tag>" -j CNIPY-HP-SETMARK-13
+    -A CNIPY-<owner> [-d H/32] -p tcp -m tcp --dport 8080 -m comment --comment "<tag>" -j DNAT --to-destination C:80
 
 With ``externalSetMarkChain`` the mark rules jump there and no SETMARK/MASQ chains are
 made. A packet still walks one entry per mapping (iptables has no maps); what stays
@@ -48,12 +49,22 @@ def _quote(token: str) -> str:
     return f'"{token}"' if (" " in token or "\t" in token or not token) else token
 
 
+# Matches the entry rule makes itself (a second one is an iptables error, or would make
+# the entry's key unreadable).
+_OWN_FLAGS = ("-d", "--destination", "--dst", "-p", "--protocol", "--dport", "--destination-port")
+
+
 def check_conditions(spec: HostPortSpec) -> None:
+    """Code 7 for a condition that could break the restore line or clash with the entry's
+    own address, protocol and port matches."""
     for v, conds in spec.conditions.items():
         for c in conds:
             if any(ch in c for ch in ('"', "\n", "\r", "\\")):
                 raise CNIError(INVALID_CONFIG, f"invalid conditionsV{v} entry {c!r}: quotes, backslashes and "
                                                "line breaks are not allowed in an iptables match")
+            if any(tok in _OWN_FLAGS for tok in c.split()):
+                raise CNIError(INVALID_CONFIG, f"invalid conditionsV{v} entry {c!r}: the mapping itself matches "
+                                               "the destination address, protocol and port (use hostIP)")
 
 
 def _src(source: str, version: int) -> list[str]:
@@ -75,12 +86,12 @@ def owner_lines(owner: Owner, spec: HostPortSpec, version: int) -> list[str]:
     for m in spec.family(version):
         match = _match(m)
         for s in spec.masq_sources(version):
-            rules.append(" ".join(["-A", c] + _src(s, version) + match + conds + comment + ["-j", mark_target(spec)]))
+            rules.append(" ".join(["-A", c] + _src(s, version) + match + comment + ["-j", mark_target(spec)]))
         ip = str(m.container_ip)
         to = f"{ip}:{m.container_port}" if version == 4 else f"[{ip}]:{m.container_port}"
-        rules.append(" ".join(["-A", c] + match + conds + comment + ["-j", "DNAT", "--to-destination", to]))
+        rules.append(" ".join(["-A", c] + match + comment + ["-j", "DNAT", "--to-destination", to]))
         head = ["-I", ENTRY, "1"] if m.host_ip else ["-A", ENTRY]
-        entries.append(" ".join(head + match + comment + ["-j", c]))
+        entries.append(" ".join(head + match + conds + comment + ["-j", c]))
     return rules + entries
 
 
