@@ -4,8 +4,9 @@ Everything happens inside network namespaces this script makes (a "host" and a
 "container"), never in the machine's own namespace, and everything is removed at the end,
 also on failure. Plugins run as separate processes, exactly as a runtime execs them.
 
-The network is loopback + bridge (with host-local as its IPAM); portmap joins the chain
-with issue #5.
+The network is loopback + a chain bridge (host-local as its IPAM) -> portmap mapping host
+port 8080 to a web server (busybox httpd) in the container, requested from an "outside"
+namespace through the host's address and from the host itself on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import tempfile
 import uuid
 
 SUBNET = "10.250.7.0/24"
+OUTSIDE = ("192.168.250.1", "192.168.250.2")  # host side, outside side of the uplink veth
+HOST_PORT = 8080
+BUSYBOX = "/bin/busybox"
 
 
 def sh(*argv: str, ns: str | None = None, check: bool = True) -> str:
@@ -40,6 +44,26 @@ def plugin(cni_path: str, name: str, command: str, conf: dict, *, host: str, net
     if p.returncode != 0:
         raise RuntimeError(f"{name} {command} failed: {out or p.stderr.decode()}")
     return json.loads(out) if out.strip() else None
+
+
+def _fetch(ns: str, url: str) -> str:
+    """The body of ``url`` fetched from namespace ``ns`` ("" when nothing answers)."""
+    # Python's urllib, not busybox wget: Debian 12's static busybox wget crashes (SIGSEGV)
+    # once a connection succeeds.
+    client = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())"
+    p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", client, url],
+                       capture_output=True, text=True, timeout=20)
+    return p.stdout if p.returncode == 0 else ""
+
+
+def _wait_listening(ns: str, port: int) -> None:
+    """Until something listens on TCP ``port`` in ``ns`` (5 s at most)."""
+    import time
+
+    for _ in range(50):
+        if f":{port} " in sh("ss", "-Hltn", ns=ns, check=False):
+            return
+        time.sleep(0.1)
 
 
 def step(n: int, text: str) -> None:
@@ -64,13 +88,26 @@ def main() -> int:
                "ipam": {"type": "host-local", "subnet": SUBNET, "dataDir": data_dir,
                         "routes": [{"dst": "0.0.0.0/0"}]}}
     lo_conf = {"cniVersion": "1.1.0", "name": "demo-net", "type": "loopback"}
+    mappings = [{"hostPort": HOST_PORT, "containerPort": 80, "protocol": "tcp"}]
+    pm_conf = {"cniVersion": "1.1.0", "name": "demo-net", "type": "portmap",
+               "capabilities": {"portMappings": True}, "runtimeConfig": {"portMappings": mappings}}
+    outside = f"demo-out-{tag}"
     common = dict(host=host, netns=ctr_path, cid=cid)
     ok = False
+    httpd = None
     try:
-        step(1, f"Create a throwaway host namespace ({host}) and a container namespace ({ctr})")
-        sh("ip", "netns", "add", host)
-        sh("ip", "netns", "add", ctr)
-        print(indent(sh("ip", "-br", "link", ns=ctr)))
+        step(1, f"Create a throwaway host namespace ({host}), a container namespace ({ctr}) and an "
+                f"outside namespace ({outside}) linked to the host")
+        for n in (host, ctr, outside):
+            sh("ip", "netns", "add", n)
+        sh("ip", "link", "add", "uplink", "type", "veth", "peer", "name", "uplink", "netns", outside, ns=host)
+        sh("ip", "addr", "add", f"{OUTSIDE[0]}/24", "dev", "uplink", ns=host)
+        sh("ip", "addr", "add", f"{OUTSIDE[1]}/24", "dev", "uplink", ns=outside)
+        for n in (host, outside):
+            sh("ip", "link", "set", "uplink", "up", ns=n)
+            sh("ip", "link", "set", "lo", "up", ns=n)
+        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=host)
+        print(indent(sh("ip", "-br", "addr", ns=host)))
 
         step(2, "loopback ADD: bring up lo inside the container")
         lo_res = plugin(opts.cni_path, "loopback", "ADD", lo_conf, ifname="lo", **common)
@@ -96,24 +133,57 @@ def main() -> int:
         ip_only = addr.split("/")[0]
         print(indent(sh("ping", "-c", "2", "-W", "2", ip_only, ns=host).strip().splitlines()[-2]))
         print(indent(sh("ping", "-c", "2", "-W", "2", gw, ns=ctr).strip().splitlines()[-2]))
-        plugin(opts.cni_path, "bridge", "CHECK", dict(br_conf, prevResult=res), ifname="eth0", **common)
-        plugin(opts.cni_path, "loopback", "CHECK", dict(lo_conf, prevResult=lo_res), ifname="lo", **common)
-        print("    CHECK: bridge (and host-local through it) and loopback agree the attachment is intact")
 
-        step(6, "Remove the container: DEL in reverse order, then the namespaces")
+        step(6, f"portmap ADD (chained after bridge, prevResult = its result): host port {HOST_PORT} -> "
+                f"{ip_only}:80")
+        pm_res = plugin(opts.cni_path, "portmap", "ADD", dict(pm_conf, prevResult=res), ifname="eth0", **common)
+        print(f"    result is bridge's result passed through: {pm_res == res}")
+        print(indent(sh("nft", "list", "table", "inet", "cnipy_hostport", ns=host, check=False)
+                     or sh("iptables-save", "-t", "nat", ns=host)))
+
+        step(7, "Start a web server in the container and request it through the mapped port")
+        www = os.path.join(data_dir, "www")
+        os.makedirs(www)
+        with open(os.path.join(www, "index.html"), "w") as f:
+            f.write(f"hello from container {cid}\n")
+        httpd = subprocess.Popen(["ip", "netns", "exec", ctr, BUSYBOX, "httpd", "-f", "-p", "80", "-h", www])
+        _wait_listening(ctr, 80)
+        got = []
+        for client_ns, url in ((outside, f"http://{OUTSIDE[0]}:{HOST_PORT}/"),
+                               (host, f"http://127.0.0.1:{HOST_PORT}/")):
+            body = _fetch(client_ns, url)
+            got.append(body.strip() == f"hello from container {cid}")
+            print(f"    from {client_ns}: GET {url} -> {body.strip()!r}")
+        plugin(opts.cni_path, "bridge", "CHECK", dict(br_conf, prevResult=res), ifname="eth0", **common)
+        plugin(opts.cni_path, "portmap", "CHECK", dict(pm_conf, prevResult=res), ifname="eth0", **common)
+        plugin(opts.cni_path, "loopback", "CHECK", dict(lo_conf, prevResult=lo_res), ifname="lo", **common)
+        print("    CHECK: bridge (and host-local through it), portmap and loopback agree the attachment is intact")
+
+        step(8, "Remove the container: DEL in reverse order (portmap, bridge, loopback), then the namespaces")
+        httpd.terminate()
+        httpd.wait(5)
+        plugin(opts.cni_path, "portmap", "DEL", pm_conf, ifname="eth0", **common)
+        closed = _fetch(outside, f"http://{OUTSIDE[0]}:{HOST_PORT}/") == ""
+        print(f"    port {HOST_PORT} after portmap DEL: {'closed' if closed else 'STILL ANSWERS'}")
         plugin(opts.cni_path, "bridge", "DEL", br_conf, ifname="eth0", **common)
         plugin(opts.cni_path, "loopback", "DEL", lo_conf, ifname="lo", **common)
         leases = [f for f in os.listdir(os.path.join(data_dir, "demo-net")) if f[0].isdigit() or ":" in f]
         host_links = [line.split()[0] for line in sh("ip", "-br", "link", ns=host).splitlines()]
         veths = [l for l in host_links if l.startswith("veth")]
+        mapped = [l for l in (sh("nft", "list", "ruleset", ns=host, check=False) +
+                              sh("iptables-save", "-t", "nat", ns=host, check=False)).splitlines() if "cnipy:" in l]
         print(f"    host side after DEL: {', '.join(host_links)} (the bridge stays, as with the reference)")
-        sh("ip", "netns", "delete", ctr)
-        sh("ip", "netns", "delete", host)
-        left = [n for n in (host, ctr) if os.path.exists(f"/var/run/netns/{n}")]
-        print(f"    leases left: {leases or 'none'}; veths left: {veths or 'none'}; namespaces left: {left or 'none'}")
-        ok = not leases and not veths and not left
+        for n in (ctr, outside, host):
+            sh("ip", "netns", "delete", n)
+        left = [n for n in (host, ctr, outside) if os.path.exists(f"/var/run/netns/{n}")]
+        print(f"    leases left: {leases or 'none'}; veths left: {veths or 'none'}; port mappings left: "
+              f"{mapped or 'none'}; namespaces left: {left or 'none'}")
+        ok = all(got) and closed and not leases and not veths and not mapped and not left
     finally:
-        for n in (ctr, host):
+        if httpd is not None and httpd.poll() is None:
+            httpd.kill()
+            httpd.wait()
+        for n in (ctr, outside, host):
             if os.path.exists(f"/var/run/netns/{n}"):
                 sh("ip", "netns", "delete", n, check=False)
         shutil.rmtree(data_dir, ignore_errors=True)
