@@ -14,4 +14,6 @@ def test_demo_runs_and_cleans_up(our_bin):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "demo: OK" in p.stdout
     assert "2 received" in p.stdout, "ping did not get through"
-    assert "leases left: none; veths left: none; namespaces left: none" in p.stdout
+    assert "-> 'hello from container" in p.stdout, "the mapped port did not reach the container's server"
+    assert "port 8080 after portmap DEL: closed" in p.stdout
+    assert "leases left: none; veths left: none; port mappings left: none; namespaces left: none" in p.stdout
