@@ -28,7 +28,9 @@ install: bin
 	@$(VENV_PY) build/install.py dist/bin $(DESTDIR)
 
 # Ours against the reference plugins in /usr/lib/cni, alternating, in one run.
+# (matplotlib, for the plot of the scale run `$(VENV_PY) -m conformance.bench --scale`, goes into .venv.)
 bench: bin
+	@.venv/bin/pip install -q --disable-pip-version-check -e '.[test,bench]'
 	@$(VENV_PY) -m conformance.bench
 
 clean:

@@ -1,6 +1,11 @@
 """Benchmark: our plugins against the reference ones, whole process, alternating in one run.
 
     python -m conformance.bench [--runs N] [--ours DIR] [--ref DIR] [--only NAME,...]
+    python -m conformance.bench --scale [--pods 10,100] [--impls ours,ref] [--plot PNG]
+
+The second form (also ``--only scale``) is the scale run of conformance/bench_scale.py:
+chain ADD latency (bridge+host-local -> portmap) as pods accumulate on one bridge, with a
+plot; the full run is ``--scale --pods 10,100,250,500``.
 
 Each scenario runs ours and the reference's alternately (ours, ref, ours, ref, ...) so a
 noisy machine slows both alike, and reports medians, the ratio ours/ref and the peak RSS
@@ -225,7 +230,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--only", default="", help="comma-separated plugin names")
     ap.add_argument("--json", help="also write the figures to this file")
+    sc = ap.add_argument_group("scale run (--scale or --only scale; see conformance/bench_scale.py)")
+    sc.add_argument("--scale", action="store_true",
+                    help="chain ADD/DEL latency as pods accumulate on one bridge, instead of the scenarios")
+    sc.add_argument("--pods", default="10,100",
+                    help="checkpoints, comma-separated (default 10,100; the full run: 10,100,250,500)")
+    sc.add_argument("--impls", default="ours,ref", help="comma-separated subset of ours,ref (default both)")
+    sc.add_argument("--plot", default="bench-scale.png",
+                    help="PNG to write (default bench-scale.png in the cwd; 'none': no plot; needs matplotlib)")
+    sc.add_argument("--backend", choices=("nftables", "iptables"),
+                    help="firewall backend for bridge ipMasq and portmap (default: each implementation's "
+                         "own; the reference 1.1.1 ignores it and uses iptables)")
     opts = ap.parse_args(argv)
+    if opts.scale or "scale" in opts.only.split(","):
+        from conformance import bench_scale
+
+        words = sys.argv[1:] if argv is None else argv
+        return bench_scale.run(opts, " ".join(["python -m conformance.bench"] + words))
     tmp = tempfile.mkdtemp(prefix="cni-bench-")
     try:
         scenarios = [host_local_scenario(tmp), loopback_scenario(), bridge_scenario(tmp)]
