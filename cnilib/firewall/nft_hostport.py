@@ -18,7 +18,8 @@ Layout, all in our own table ``inet cnipy_hostport`` (never the reference's
                         meta mark & 0x2000 == 0x2000 masquerade }          # one rule per mark bit in use
     chain setmark-13  { meta mark set meta mark | 0x2000 }
     chain CNIPY-<22 hex of sha256(owner tag)> {                           # one per owner
-        [ip daddr H] meta l4proto tcp th dport 8080 <conditionsV4> ip saddr { SUBNET, 127.0.0.1 } jump setmark-13
+        [ip daddr H] meta l4proto tcp th dport 8080 <conditionsV4> ip saddr SUBNET jump setmark-13
+        [ip daddr H] meta l4proto tcp th dport 8080 <conditionsV4> ip saddr 127.0.0.1 jump setmark-13
         [ip daddr H] meta l4proto tcp th dport 8080 <conditionsV4> dnat ip to C:80 }
 
 Every map element and rule of an owner carries the owner's tag as its comment. Only
@@ -132,9 +133,11 @@ def owner_lines(owner: Owner, spec: HostPortSpec, create: bool) -> list[str]:
         out.append(f"flush chain {T} {c}")
     for m in spec.mappings:
         match = _match(m, spec)
-        sources = spec.masq_sources(m.version)
-        if sources:
-            out.append(f'add rule {T} {c} {match} {_IPX[m.version]} saddr {{ {", ".join(sources)} }} '
+        # One rule per source, not one rule with an anonymous set: nft 1.0 fetches the
+        # elements of every set in the table (anonymous ones included) before adding an
+        # element, so a set per owner made each ADD cost O(owners) (~80 ms at 1,000).
+        for src in spec.masq_sources(m.version):
+            out.append(f'add rule {T} {c} {match} {_IPX[m.version]} saddr {src} '
                        f'jump {SETMARK_PREFIX}{spec.mark_bit} comment "{tag}"')
         out.append(f'add rule {T} {c} {match} dnat {_IPX[m.version]} to {_target(m)} comment "{tag}"')
     for m in spec.mappings:
@@ -324,7 +327,7 @@ def check_problems(owner: Owner, spec: HostPortSpec, st: Listing) -> list[str]:
             problems.append(f"dnat rule for {m.describe()} -> {_target(m)} is missing")
         if st.maps.get(name, {}).get(key, (None, ""))[0] != owner.chain:
             problems.append(f"{name} element {' . '.join(key)} -> {owner.chain} is missing")
-    want_marks = sum(1 for m in spec.mappings if spec.masq_sources(m.version))
+    want_marks = sum(len(spec.masq_sources(m.version)) for m in spec.mappings)
     if marks < want_marks:
         problems.append(f"{want_marks - marks} masquerade mark rule(s) are missing")
     return problems
