@@ -52,7 +52,7 @@ def cmd_status(cmd: skel.CmdArgs) -> None:
     if cfg.ipmasq and cfg.layer3:
         from . import masq
 
-        masq.backend(cfg)
+        masq.backend(cfg, probe=True)
     if cfg.macspoofchk:
         from cnilib.errors import NOT_AVAILABLE, CNIError
         from cnilib.firewall import _exec

@@ -14,11 +14,12 @@ if False:  # type checking only
     from .config import BridgeConf
 
 
-def backend(cfg: "BridgeConf") -> "Backend":
-    """The configured backend, or the firewall layer's default (code 7 / 50 otherwise)."""
+def backend(cfg: "BridgeConf", probe: bool = False) -> "Backend":
+    """The configured backend, or the firewall layer's default (code 7 / 50 otherwise);
+    ``probe`` (STATUS) also runs the tool once to see that the kernel accepts it."""
     from cnilib import firewall
 
-    return firewall.select(cfg.ipmasq_backend)
+    return firewall.select(cfg.ipmasq_backend, probe=probe)
 
 
 def owner(cfg: "BridgeConf", container_id: str, ifname: str) -> "Owner":

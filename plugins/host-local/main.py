@@ -74,15 +74,11 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
 def _allocate(store: Store, sets: list, requested: list, cid: str, ifname: str) -> list:
     """One address per set under the lock; all or nothing."""
     try:
-        leases = store.leases()
+        taken, held = store.scan_for_add(cid, ifname)
     except OSError as e:
         raise _io_error(f"cannot list the lease store {store.path}", e) from None
-    taken = {4: set(), 6: set()}
-    for lease in leases:
-        taken[lease.ip.version].add(lease.ip.value)
     # As the reference: an attachment holds at most one address per set (the spec forbids
     # a second ADD for the same attachment); legacy leases of the container count too.
-    held = [lease for lease in leases if lease.is_exact(cid, ifname) or lease.is_legacy(cid)]
     created: list = []
     try:
         for idx, rs in enumerate(sets):
@@ -92,9 +88,9 @@ def _allocate(store: Store, sets: list, requested: list, cid: str, ifname: str) 
                                    f"range set {idx} ({rs.where}), duplicate allocation is not allowed")
             req = requested[idx]
             if req is not None:
-                got = _reserve_requested(store, rs, req, leases, cid, ifname)
+                got = _reserve_requested(store, rs, req, cid, ifname)
             else:
-                got = _reserve_next(store, rs, idx, taken[rs.version], cid, ifname)
+                got = _reserve_next(store, rs, idx, taken, cid, ifname)
             created.append(got)
     except BaseException:
         for ip, _ in created:
@@ -113,27 +109,27 @@ def _allocate(store: Store, sets: list, requested: list, cid: str, ifname: str) 
     return created
 
 
-def _reserve_requested(store: Store, rs: RangeSet, req: Request, leases: list, cid: str,
-                       ifname: str) -> tuple:
+def _reserve_requested(store: Store, rs: RangeSet, req: Request, cid: str, ifname: str) -> tuple:
     r = rs.range_for(req.ip)  # assign_requests guarantees it is inside, not the gateway
     try:
         ok = store.reserve(req.ip, cid, ifname)
     except OSError as e:
         raise _io_error(f"cannot write the lease for {req.ip} in {store.path}", e) from None
     if not ok:
-        owner = next((lease for lease in leases if lease.ip == req.ip), None)
+        owner_cid, owner_ifname = store.owner_of(str(req.ip))
         by = ""
-        if owner is not None and owner.cid:
-            by = f" (leased to container {owner.cid}" + (f", {owner.ifname})" if owner.ifname else ")")
+        if owner_cid:
+            by = f" (leased to container {owner_cid}" + (f", {owner_ifname})" if owner_ifname else ")")
         raise CNIError(ALREADY_ALLOCATED, f"{req} is not available in range set {rs} ({rs.where}){by}")
     return req.ip, r
 
 
 def _reserve_next(store: Store, rs: RangeSet, idx: int, taken: set, cid: str, ifname: str) -> tuple:
+    """``taken``: the names of the leases (an address's text form is its file name)."""
     for value, r in rs.walk(store.last_reserved(idx)):
-        if value in taken:
-            continue  # leased: no need to try the O_EXCL create
         ip = r.ip(value)
+        if str(ip) in taken:
+            continue  # leased: no need to try the O_EXCL create
         try:
             if store.reserve(ip, cid, ifname):
                 return ip, r

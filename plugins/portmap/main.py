@@ -46,7 +46,7 @@ def cmd_add(cmd: skel.CmdArgs):
     spec = config.spec(cfg, addresses)
     if not spec.mappings:
         return prev
-    hostports = firewall.select(cfg.firewall_backend(), key="backend").hostports()
+    hostports = firewall.select(cfg.firewall_backend(), key="backend", probe=False).hostports()
     owner = _owner(cmd)
     try:
         if cfg.snat and 4 in spec.versions():
@@ -123,7 +123,7 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
     spec = config.spec(cfg, config.container_addresses(prev, cmd.ifname))
     if not spec.mappings:
         return
-    firewall.select(cfg.firewall_backend(), key="backend").hostports().check(_owner(cmd), spec)
+    firewall.select(cfg.firewall_backend(), key="backend", probe=False).hostports().check(_owner(cmd), spec)
 
 
 def cmd_gc(cmd: skel.CmdArgs) -> None:
