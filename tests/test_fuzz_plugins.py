@@ -91,6 +91,29 @@ def seeds(plugin: str, data_dir: str, resolv: str) -> list[dict]:
              "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.79.0.0/24"}], [{"subnet": "fd79::/120"}]],
                       "dataDir": data_dir}},
         ]
+    if plugin == "portmap":
+        def prev(version: str) -> dict:
+            ip = {"address": "10.76.0.5/24", "gateway": "10.76.0.1", "interface": 1}
+            if version.startswith("0."):
+                ip["version"] = "4"
+            return {"cniVersion": version, "interfaces": [
+                {"name": "cni0", "mac": "02:00:00:00:00:01"},
+                {"name": "eth0", "mac": "02:00:00:00:00:02", "sandbox": "/var/run/netns/x"}],
+                "ips": [ip, {"address": "fd76::5/64", "interface": 1}] if version == "1.1.0" else [ip],
+                "dns": {}}
+        return [
+            {"cniVersion": "1.1.0", "name": "fuzz-pm", "type": "portmap", "capabilities": {"portMappings": True},
+             "runtimeConfig": {"portMappings": [
+                 {"hostPort": 18090, "containerPort": 80, "protocol": "tcp"},
+                 {"hostPort": 18091, "containerPort": 53, "protocol": "udp", "hostIP": "127.0.0.1"}]},
+             "prevResult": prev("1.1.0")},
+            # The reference runs this one too (no CHECK: 0.3.1), with its iptables backend.
+            {"cniVersion": "0.3.1", "name": "fuzz-pm2", "type": "portmap", "backend": "iptables",
+             "snat": False, "markMasqBit": 5, "capabilities": {"portMappings": True},
+             "runtimeConfig": {"portMappings": [{"hostPort": 18092, "containerPort": 8080, "protocol": "sctp",
+                                                 "hostIP": "0.0.0.0"}]},
+             "prevResult": prev("0.3.1")},
+        ]
     return [{"cniVersion": "1.1.0", "name": "fuzz-net", "type": plugin}]
 
 

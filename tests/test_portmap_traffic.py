@@ -513,3 +513,48 @@ def test_del_stops_forwarding_and_leaves_no_rule(topology):
     t.delete(keep, "pm-keep", [tcp(18011)])
     assert reach(t.outside.name, t.host_ip, 18011).startswith("ERR")
     assert_gone("the last DEL", mine + [ip_of(res0, 4), ip_of(res0, 6), "pm-keep", "18011", t.subnet, t.subnet6])
+
+
+def test_traffic_to_a_non_local_address_is_not_translated(topology):
+    """Only traffic to the host's own addresses is mapped: a connection through the host to
+    another machine on the same port reaches that machine (the reference's early nftables
+    backend caught forwarded traffic too, containernetworking/plugins#1209)."""
+    t = topology()
+    c = t.container()
+    t.add(c, "pm-fwd", [tcp(18020)])
+    t.serve(c, "ctr-fwd")
+    # A "far" machine behind the host, on its own link, serving the same port.
+    far = t._ns("cnpf")
+    k = t.host_ip.split(".")[2]
+    far_ip, host_far_ip = f"10.182.{k}.2", f"10.182.{k}.1"
+    t.host.run("ip", "link", "add", "vfar", "type", "veth", "peer", "name", "vfin", "netns", far.name)
+    t.host.run("ip", "addr", "add", f"{host_far_ip}/24", "dev", "vfar")
+    t.host.run("ip", "link", "set", "vfar", "up")
+    far.run("ip", "addr", "add", f"{far_ip}/24", "dev", "vfin")
+    far.run("ip", "link", "set", "vfin", "up")
+    far.run("ip", "route", "add", "default", "via", host_far_ip)
+    t.serve(far, "far-machine", port=18020)
+    assert reach(t.outside.name, far_ip, 18020) == "far-machine"
+    t.assert_reaches(t.outside, t.host_ip, 18020, "ctr-fwd", ctr=c)  # the mapping itself works
+    t.delete(c, "pm-fwd", [tcp(18020)])
+
+
+def test_conditions_apply_to_their_own_container_only(topology):
+    """conditionsV4 of one container keep the outside away from its port; another
+    container's mapping on the same host is unaffected (in the reference's nftables
+    backend the last ADD's conditions applied to every container)."""
+    t = topology()
+    if t.impl.backend == "nftables":
+        cond = [f"ip saddr != {t.outside_ip}"]
+    else:  # iptables syntax: ours with backend iptables, and the reference
+        cond = ["!", "-s", f"{t.outside_ip}/32"]
+    a, b = t.container(), t.container()
+    t.add(a, "pm-cond-a", [tcp(18021)], conditionsV4=cond)
+    t.add(b, "pm-cond-b", [tcp(18022)])
+    t.serve(a, "ctr-a")
+    t.serve(b, "ctr-b")
+    assert reach(t.outside.name, t.host_ip, 18021).startswith("ERR"), "conditionsV4 did not exclude the outside"
+    t.assert_reaches(t.host, t.host_ip, 18021, "ctr-a", ctr=a)  # other sources still pass
+    t.assert_reaches(t.outside, t.host_ip, 18022, "ctr-b", ctr=b)
+    t.delete(b, "pm-cond-b", [tcp(18022)])
+    t.delete(a, "pm-cond-a", [tcp(18021)], conditionsV4=cond)
