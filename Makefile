@@ -10,11 +10,14 @@ PYTEST_ARGS ?=
 setup:
 	@bash build/setup.sh
 
-# One executable per plugin (CNI type name) in dist/bin/.
+# dist/bin/: the drop-in binaries (PyInstaller; one bundle, one symlink per CNI type name).
+# dist/src-bin/: launchers running the same plugins from source (development, benchmarks).
 bin: setup
-	@echo "building dist/bin:"
 	@$(VENV_PY) -m compileall -q cnilib plugins
-	@$(VENV_PY) build/launchers.py dist/bin
+	@echo "building dist/src-bin (from source):"
+	@$(VENV_PY) build/launchers.py dist/src-bin
+	@echo "building dist/bin (PyInstaller):"
+	@$(VENV_PY) build/freeze.py dist/bin
 
 # The main job: a throwaway "container" joins a network, is reached, and is removed.
 demo: bin

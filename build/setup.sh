@@ -15,6 +15,7 @@ PACKAGES=(
   busybox-static      # tiny servers inside test namespaces
   iputils-ping        # the demo's ping
   procps              # sysctl, ps
+  libpython3.11 binutils   # PyInstaller: the shared libpython it bundles, strip/objdump
   make git
 )
 
@@ -41,6 +42,6 @@ if [ ! -x .venv/bin/python3 ] || ! .venv/bin/python3 -c 'import sys; sys.exit(sy
 fi
 stamp=.venv/.installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test,build]'
   touch "$stamp"
 fi

@@ -65,12 +65,13 @@ _RECV_SIZE = 1 << 18
 _classes: dict | None = None
 
 
-def _stand_in(name: str, path: str, attrs: dict):
+def _stand_in(name: str, path: str, attrs: dict, init: str = ""):
     """A module object for package ``name`` at ``path`` that knows only ``attrs`` until
-    something asks it for more; then it runs the real package ``__init__`` in place."""
+    something asks it for more; then it runs the real package ``__init__`` (``init``,
+    default ``path/__init__.py``) in place."""
     mod = type(sys)(name)
     mod.__path__ = [path]
-    mod.__file__ = path + "/__init__.py"
+    mod.__file__ = init or path + "/__init__.py"
     mod.__dict__.update(attrs)
 
     def __getattr__(attr: str):
@@ -78,8 +79,7 @@ def _stand_in(name: str, path: str, attrs: dict):
             raise AttributeError(attr)
         d = mod.__dict__
         d.pop("__getattr__", None)
-        with open(d["__file__"], "rb") as f:
-            code = compile(f.read(), d["__file__"], "exec")
+        code = _package_code(d["__file__"])
         exec(code, d)  # noqa: S102 - the package's own __init__, as import would run it
         try:
             return d[attr]
@@ -90,17 +90,31 @@ def _stand_in(name: str, path: str, attrs: dict):
     return mod
 
 
-def _pyroute2_dir() -> str:
+def _pyroute2_dir() -> tuple[str, str]:
+    """pyroute2's package directory and its ``__init__`` file: ``__init__.py`` from a
+    normal install, ``__init__.pyc`` in the frozen build (modules collected as bytecode)."""
     import posix
 
     for entry in sys.path:
         d = (entry or ".") + "/pyroute2"
-        try:
-            posix.stat(d + "/__init__.py")
-        except OSError:
-            continue
-        return d
+        for init in ("/__init__.py", "/__init__.pyc"):
+            try:
+                posix.stat(d + init)
+            except OSError:
+                continue
+            return d, d + init
     raise ImportError("pyroute2 is not installed (it is a dependency of cni-py)")
+
+
+def _package_code(path: str):
+    """The code object of a package ``__init__`` at ``path`` (source or bytecode)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if path.endswith(".pyc"):
+        import marshal
+
+        return marshal.loads(data[16:])  # PEP 552 header: magic, flags, two words
+    return compile(data, path, "exec")
 
 
 class _LazyLogger:
@@ -172,14 +186,14 @@ def load() -> dict:
     if _classes is not None:
         return _classes
     if "pyroute2" not in sys.modules:
-        root = _pyroute2_dir()
-        sys.modules["pyroute2"] = _stand_in("pyroute2", root, {})
+        root, init = _pyroute2_dir()
+        sys.modules["pyroute2"] = _stand_in("pyroute2", root, {}, init)
         if "pyroute2.config" not in sys.modules:
             # What the message modules read from pyroute2.config (its AF_* constants and
             # the data-plugin lists, empty unless a user configured them).
             cfg = _stand_in("pyroute2.config", root + "/config", {
                 "AF_BRIDGE": 7, "AF_NETLINK": AF_NETLINK, "data_plugins_pkgs": [], "data_plugins_path": [],
-            })
+            }, root + "/config/__init__" + init[init.rindex("."):])
             sys.modules["pyroute2.config"] = cfg
             sys.modules["pyroute2"].__dict__["config"] = cfg
     placed = {}

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from tests.helpers import NS_TAG, OUR_BIN, REF_BIN, Netns, ip_json
+from tests.helpers import NS_TAG, OUR_BIN, REF_BIN, SRC_BIN, Netns, ip_json
 
 
 def _snapshot() -> dict:
@@ -45,8 +45,14 @@ def _need(path: str, what: str) -> str:
 
 @pytest.fixture(scope="session")
 def our_bin() -> str:
-    """dist/bin (built by `make bin`, which `make test` runs first)."""
+    """dist/bin: the drop-in binaries (built by `make bin`, which `make test` runs first)."""
     return _need(OUR_BIN, "our plugin binaries")
+
+
+@pytest.fixture(scope="session")
+def src_bin() -> str:
+    """dist/src-bin: launchers running the plugins from source (also built by `make bin`)."""
+    return _need(SRC_BIN, "our source launchers")
 
 
 @pytest.fixture(scope="session")

@@ -52,21 +52,21 @@ HEAVY = ("pyroute2", "json", "ipaddress", "re", "typing", "dataclasses", "subpro
 
 @pytest.mark.parametrize("plugin,verb", [("host-local", "ADD"), ("host-local", "DEL"), ("host-local", "GC"),
                                          ("loopback", "ADD"), ("loopback", "DEL"), ("loopback", "CHECK")])
-def test_standard_library_plugins_stay_lean(our_bin, tmp_path, netns, plugin, verb):
+def test_standard_library_plugins_stay_lean(src_bin, tmp_path, netns, plugin, verb):
     """host-local and loopback never import pyroute2, nor the heavy stdlib modules the
     README's start-up budget rules out (measured with -X importtime, not timed)."""
     conf = ('{"cniVersion":"1.1.0","name":"lean","type":"%s","ipam":{"type":"host-local","subnet":"10.9.9.0/24",'
             '"dataDir":"%s"}}' % (plugin, tmp_path))
-    with open(os.path.join(our_bin, plugin)) as f:
+    with open(os.path.join(src_bin, plugin)) as f:
         python = f.readline()[2:].split()[0]
     env = {"PATH": "/usr/bin:/bin", "CNI_COMMAND": verb, "CNI_CONTAINERID": "lean1", "CNI_NETNS": netns.path,
-           "CNI_IFNAME": "lo" if plugin == "loopback" else "eth0", "CNI_PATH": our_bin}
+           "CNI_IFNAME": "lo" if plugin == "loopback" else "eth0", "CNI_PATH": src_bin}
     if verb == "CHECK":
         netns.run("ip", "link", "set", "lo", "up")
         conf = conf[:-1] + ',"prevResult":{"cniVersion":"1.1.0","dns":{}}}'
     if verb == "GC":
         conf = conf[:-1] + ',"cni.dev/valid-attachments":[]}'
-    p = subprocess.run([python, "-X", "importtime", "-IS", os.path.join(our_bin, plugin)], input=conf.encode(),
+    p = subprocess.run([python, "-X", "importtime", "-IS", os.path.join(src_bin, plugin)], input=conf.encode(),
                        env=env, capture_output=True)
     assert p.returncode == 0, p
     imported = {line.split("|")[-1].strip() for line in p.stderr.decode().splitlines() if line.startswith("import time:")}
