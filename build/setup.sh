@@ -13,6 +13,7 @@ PACKAGES=(
   containernetworking-plugins   # reference plugins in /usr/lib/cni: differential tests, benchmark
   golang-go golang-github-appc-cni-dev  # the harness's libcni driver, built offline
   busybox-static      # tiny servers inside test namespaces
+  podman runc containerd  # real runtimes driving our plugins end to end (tests/test_runtimes.py)
   iputils-ping        # the demo's ping
   procps              # sysctl, ps
   libpython3.11 binutils   # PyInstaller: the shared libpython it bundles, strip/objdump
