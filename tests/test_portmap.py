@@ -337,3 +337,51 @@ def test_status_and_version(host):
     assert out.ok, out
     out = run_plugin(PORTMAP, "VERSION", {"cniVersion": "1.1.0"})
     assert out.ok and "1.1.0" in out.doc["supportedVersions"], out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_masquerade_and_host_ports_of_one_attachment_coexist(host, tmp_path, backend):
+    """bridge ipMasq and portmap on one attachment, same backend: each keeps its own chain
+    (they once shared a name in the iptables nat table), CHECK passes for both, bridge's GC
+    leaves portmap's shared chains alone, and DEL removes everything."""
+    ctr = Netns("pmc")
+    try:
+        br = {"cniVersion": "1.1.0", "name": "pmnet", "type": "bridge", "bridge": "pmbr0", "isGateway": True,
+              "ipMasq": True, "ipMasqBackend": backend,
+              "ipam": {"type": "host-local", "subnet": "10.88.7.0/24", "dataDir": str(tmp_path)}}
+
+        def run(binary, verb, conf, cid="ctr1"):
+            return run_plugin(os.path.join(OUR_BIN, binary), verb, conf, containerid=cid, netns=ctr.path,
+                              ifname="eth0", path=OUR_BIN, in_netns=host.name)
+
+        res = run("bridge", "ADD", br)
+        assert res.ok, res
+        pm = _conf(TCP, backend, res.doc)
+        pm["cniVersion"] = "1.1.0"
+        out = run("portmap", "ADD", pm)
+        assert out.ok, out
+        assert run("bridge", "CHECK", dict(br, prevResult=res.doc)).ok
+        assert run("portmap", "CHECK", pm).ok
+        # A stale host-port owner of the same network: bridge's GC must not trip over it.
+        stale = _conf([{"hostPort": 18099, "containerPort": 80, "protocol": "tcp"}], backend, _prev("10.88.7.99/24"))
+        assert pm_ok(host, stale, "stale")
+        gc = dict(br, **{"cni.dev/valid-attachments": [{"containerID": "ctr1", "ifname": "eth0"}]})
+        out = run_plugin(os.path.join(OUR_BIN, "bridge"), "GC", gc, path=OUR_BIN, in_netns=host.name)
+        assert out.ok, out
+        assert run("portmap", "CHECK", pm).ok, "bridge GC damaged portmap's rules"
+        gc_pm = dict(pm, **{"cni.dev/valid-attachments": [{"containerID": "ctr1", "ifname": "eth0"}]})
+        del gc_pm["prevResult"]
+        out = run_plugin(PORTMAP, "GC", gc_pm, path=OUR_BIN, in_netns=host.name)
+        assert out.ok, out
+        assert "cnipy:pmnet:stale:" not in rules(host)
+        assert run("bridge", "CHECK", dict(br, prevResult=res.doc)).ok, "portmap GC damaged bridge's rules"
+        assert run("portmap", "DEL", pm).ok
+        assert run("bridge", "DEL", br).ok
+        assert "cnipy:" not in elements(host) and "10.88.7." not in rules(host)
+    finally:
+        ctr.delete()
+
+
+def pm_ok(host, conf: dict, cid: str) -> bool:
+    out = pm(host, "ADD", conf, cid=cid)
+    return out.ok

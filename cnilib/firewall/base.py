@@ -28,6 +28,9 @@ TAG_PREFIX = "cnipy"
 _LIMITS = (40, 64, 15)
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 CHAIN_PREFIX = "CNIPY-"  # + 22 hex = 28 characters, the iptables chain name limit
+# Host-port (portmap) chains of an owner: a name of their own, since one attachment may have
+# both masquerading (bridge) and host ports (portmap) in the same iptables nat table.
+HOSTPORT_CHAIN_PREFIX = "CNIPH-"
 LOCK_DIRS = ("/run/lock", "/run", "/tmp")
 # CHECK found something missing: the suite's "not found" code.
 MISSING = 102
@@ -66,6 +69,11 @@ class Owner:
         # The owner's own chain in both backends: 28 characters, iptables' limit.
         self.chain = CHAIN_PREFIX + sha256_hex(self.tag)[:22]
 
+    @property
+    def hostport_chain(self) -> str:
+        """The owner's host-port chain (both backends), distinct from its masquerade chain."""
+        return HOSTPORT_CHAIN_PREFIX + sha256_hex("hostport:" + self.tag)[:22]
+
     def __repr__(self) -> str:
         return f"Owner({self.network!r}, {self.container_id!r}, {self.ifname!r})"
 
@@ -74,6 +82,13 @@ class Owner:
 
     def __hash__(self) -> int:
         return hash(self.tag)
+
+
+def is_owner_chain(name: str, prefix: str = CHAIN_PREFIX) -> bool:
+    """True for an owner's chain name (``prefix`` + 22 hex digits), never for the shared
+    chains that happen to share the prefix (CNIPY-HOSTPORTS, CNIPY-HP-MASQ, ...)."""
+    tail = name[len(prefix):]
+    return name.startswith(prefix) and len(tail) == 22 and all(c in "0123456789abcdef" for c in tail)
 
 
 def parse_tag(tag: str) -> tuple[str, str, str] | None:

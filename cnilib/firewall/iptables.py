@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from cnilib.errors import NOT_AVAILABLE, CNIError
 from cnilib.firewall import _exec
-from cnilib.firewall.base import CHAIN_PREFIX, MISSING, Backend, Lock, Owner, gc_doomed, kept_tags, network_part
+from cnilib.firewall.base import MISSING, Backend, Lock, Owner, gc_doomed, is_owner_chain, kept_tags, network_part
 from cnilib.firewall.rules import MasqRule, normalize
 from cnilib.ip import parse_cidr
 
@@ -184,7 +184,7 @@ def plan_gc(network: str, keep: set[tuple[str, str]], table: Table) -> str | Non
         if r.chain == HOOK_CHAIN:
             jumps.setdefault(r.target, []).append(r)
     lines: list[str] = []
-    for chain in sorted(c for c in table.chains if c.startswith(CHAIN_PREFIX)):
+    for chain in sorted(c for c in table.chains if is_owner_chain(c)):
         own = by_chain.get(chain, [])
         if any(gc_doomed(r.comment, net, kept) for r in own) or (not own and chain not in jumps):
             lines += ["-D" + r.line[2:] for r in jumps.get(chain, [])] + [f"-F {chain}", f"-X {chain}"]

@@ -10,10 +10,10 @@ Layout in the ``nat`` table of each family::
     # one entry per mapping, specific addresses first; the key a conflict is judged by;
     # conditionsV4/V6 here (as in the reference's entry rules), so they apply to this
     # owner only and may use -s without clashing with the masquerade rules' own -s
-    -A CNIPY-HOSTPORTS [-d H/32] -p tcp -m tcp --dport 8080 <conditions> -m comment --comment "<tag>" -j CNIPY-<owner hash>
+    -A CNIPY-HOSTPORTS [-d H/32] -p tcp -m tcp --dport 8080 <conditions> -m comment --comment "<tag>" -j CNIPH-<owner hash>
     # the owner's chain: mark for masquerading, then DNAT
-    -A CNIPY-<owner> -s SUBNET [-d H/32] -p tcp -m tcp --dport 8080 -m comment --comment "<tag>" -j CNIPY-HP-SETMARK-13
-    -A CNIPY-<owner> [-d H/32] -p tcp -m tcp --dport 8080 -m comment --comment "<tag>" -j DNAT --to-destination C:80
+    -A CNIPH-<owner> -s SUBNET [-d H/32] -p tcp -m tcp --dport 8080 -m comment --comment "<tag>" -j CNIPY-HP-SETMARK-13
+    -A CNIPH-<owner> [-d H/32] -p tcp -m tcp --dport 8080 -m comment --comment "<tag>" -j DNAT --to-destination C:80
 
 With ``externalSetMarkChain`` the mark rules jump there and no SETMARK/MASQ chains are
 made. A packet still walks one entry per mapping (iptables has no maps); what stays
@@ -79,7 +79,7 @@ def mark_target(spec: HostPortSpec) -> str:
 def owner_lines(owner: Owner, spec: HostPortSpec, version: int) -> list[str]:
     """The owner's chain rules and its entries in CNIPY-HOSTPORTS (specific addresses
     inserted at the top, any-address entries appended)."""
-    c, tag = owner.chain, owner.tag
+    c, tag = owner.hostport_chain, owner.tag
     conds = [_quote(t) for t in spec.conditions.get(version, [])]
     comment = ["-m", "comment", "--comment", f'"{tag}"']
     rules, entries = [], []
@@ -135,19 +135,19 @@ def plan_add(owner: Owner, spec: HostPortSpec, version: int, entries: "Table | N
     """Lines replacing the owner's state in one family (conflicts checked by the caller)."""
     lines = [] if entries is not None else skeleton_lines()
     lines += masq_lines(spec, masq)
-    lines.append(f":{owner.chain} - [0:0]")  # creates, or (with --noflush) flushes, our chain
+    lines.append(f":{owner.hostport_chain} - [0:0]")  # creates, or (with --noflush) flushes, our chain
     if entries is not None:
-        lines += ["-D" + r.line[2:] for r in entries.rules if r.chain == ENTRY and r.target == owner.chain]
+        lines += ["-D" + r.line[2:] for r in entries.rules if r.chain == ENTRY and r.target == owner.hostport_chain]
     return lines + owner_lines(owner, spec, version)
 
 
 def plan_del(owner: Owner, entries: "Table | None") -> list[str]:
     """Delete the owner's entries (by their exact text) and its chain; [] if it has none."""
     jumps = [] if entries is None else [
-        "-D" + r.line[2:] for r in entries.rules if r.chain == ENTRY and r.target == owner.chain]
+        "-D" + r.line[2:] for r in entries.rules if r.chain == ENTRY and r.target == owner.hostport_chain]
     if not jumps:
         return []
-    return [f":{owner.chain} - [0:0]"] + jumps + [f"-X {owner.chain}"]
+    return [f":{owner.hostport_chain} - [0:0]"] + jumps + [f"-X {owner.hostport_chain}"]
 
 
 def conflicts(owner: Owner, spec: HostPortSpec, version: int, entries: "Table | None") -> list[CNIError]:
@@ -155,7 +155,7 @@ def conflicts(owner: Owner, spec: HostPortSpec, version: int, entries: "Table | 
         return []
     held = {}
     for r in entries.rules:
-        if r.chain == ENTRY and r.target != owner.chain:
+        if r.chain == ENTRY and r.target != owner.hostport_chain:
             k = entry_key(r, version)
             if k is not None:
                 held[k] = r.comment
@@ -180,8 +180,8 @@ def check_problems(owner: Owner, spec: HostPortSpec, version: int, entries: "Tab
     if entries is None:
         return [f"chain {ENTRY} (IPv{version}) is missing"]
     if mine is None:
-        return [f"chain {owner.chain} (IPv{version}) is missing"]
-    have_entries = {entry_key(r, version) for r in entries.rules if r.chain == ENTRY and r.target == owner.chain}
+        return [f"chain {owner.hostport_chain} (IPv{version}) is missing"]
+    have_entries = {entry_key(r, version) for r in entries.rules if r.chain == ENTRY and r.target == owner.hostport_chain}
     dnat = set()
     marks = 0
     for r in mine.rules:
@@ -249,7 +249,7 @@ class IptablesHostPorts(HostPorts):
     def check(self, owner: Owner, spec: HostPortSpec) -> None:
         problems = []
         for v in spec.versions():
-            problems += check_problems(owner, spec, v, self.b._list(v, ENTRY), self.b._list(v, owner.chain))
+            problems += check_problems(owner, spec, v, self.b._list(v, ENTRY), self.b._list(v, owner.hostport_chain))
         if problems:
             raise CNIError(MISSING, f"iptables host ports of {owner.tag}: {'; '.join(problems)}")
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from cnilib.errors import NOT_AVAILABLE, CNIError
 from cnilib.firewall import _exec
-from cnilib.firewall.base import (CHAIN_PREFIX, MISSING, Backend, Lock, Owner, gc_doomed, kept_tags,
+from cnilib.firewall.base import (MISSING, Backend, Lock, Owner, gc_doomed, is_owner_chain, kept_tags,
                                   network_part)
 from cnilib.firewall.rules import MULTICAST, MasqRule, normalize
 from cnilib.ip import Net, parse_ip
@@ -293,7 +293,7 @@ def plan_gc(network: str, keep: set[tuple[str, str]], st: State) -> list[dict]:
             referenced.add(target)
             if target and gc_doomed(comment, net, kept):
                 doomed.add(target)
-    doomed |= {c for c in st.chains if c.startswith(CHAIN_PREFIX) and c not in referenced}
+    doomed |= {c for c in st.chains if is_owner_chain(c) and c not in referenced}
     return _drop_chains(doomed, st)
 
 

@@ -17,7 +17,7 @@ Layout, all in our own table ``inet cnipy_hostport`` (never the reference's
     chain postrouting { type nat hook postrouting priority srcnat;
                         meta mark & 0x2000 == 0x2000 masquerade }          # one rule per mark bit in use
     chain setmark-13  { meta mark set meta mark | 0x2000 }
-    chain CNIPY-<22 hex of sha256(owner tag)> {                           # one per owner
+    chain CNIPH-<22 hex of sha256("hostport:" + owner tag)> {            # one per owner
         [ip daddr H] meta l4proto tcp th dport 8080 <conditionsV4> ip saddr SUBNET jump setmark-13
         [ip daddr H] meta l4proto tcp th dport 8080 <conditionsV4> ip saddr 127.0.0.1 jump setmark-13
         [ip daddr H] meta l4proto tcp th dport 8080 <conditionsV4> dnat ip to C:80 }
@@ -44,7 +44,8 @@ from __future__ import annotations
 
 from cnilib.errors import INVALID_CONFIG, CNIError
 from cnilib.firewall import _exec
-from cnilib.firewall.base import HostPorts, CHAIN_PREFIX, MISSING, Lock, Owner, gc_doomed, kept_tags, network_part
+from cnilib.firewall.base import (HOSTPORT_CHAIN_PREFIX, MISSING, HostPorts, Lock, Owner, gc_doomed, is_owner_chain,
+                                  kept_tags, network_part)
 from cnilib.firewall.hostport import PROTOCOLS, HostPortSpec, PortMapping, conflict_error
 
 FAMILY = "inet"
@@ -127,7 +128,7 @@ def owner_lines(owner: Owner, spec: HostPortSpec, create: bool) -> list[str]:
     EEXIST when the chain or an element exists; otherwise the chain is flushed and
     refilled (the caller deletes the owner's old elements first)."""
     verb = "create" if create else "add"
-    c, tag = owner.chain, owner.tag
+    c, tag = owner.hostport_chain, owner.tag
     out = [f"{verb} chain {T} {c}"]
     if not create:
         out.append(f"flush chain {T} {c}")
@@ -265,7 +266,7 @@ def plan_replace(owner: Owner, spec: HostPortSpec, st: Listing) -> list[str]:
     lines = []
     for name, elems in sorted(st.maps.items()):
         for key, (target, _c) in sorted(elems.items()):
-            if target == owner.chain:
+            if target == owner.hostport_chain:
                 lines.append(f"delete element {T} {name} {{ {' . '.join(key)} }}")
     return lines + owner_lines(owner, spec, create=False)
 
@@ -275,7 +276,7 @@ def conflicts(owner: Owner, spec: HostPortSpec, st: Listing) -> list[CNIError]:
     out = []
     for m in spec.mappings:
         held = st.maps.get(map_name(m), {}).get(mapping_key_parts(m))
-        if held is not None and held[0] != owner.chain:
+        if held is not None and held[0] != owner.hostport_chain:
             out.append(conflict_error(m, held[1]))
     return out
 
@@ -284,7 +285,7 @@ def plan_del(owner: Owner, chain_rules: list[dict]) -> list[str]:
     lines = []
     for name, key in sorted({el for el in map(rule_element, chain_rules) if el is not None}):
         lines.append(f"delete element {T} {name} {{ {' . '.join(key)} }}")
-    return lines + [f"flush chain {T} {owner.chain}", f"delete chain {T} {owner.chain}"]
+    return lines + [f"flush chain {T} {owner.hostport_chain}", f"delete chain {T} {owner.hostport_chain}"]
 
 
 def drop_chains(names: set[str], st: Listing) -> list[str]:
@@ -306,16 +307,16 @@ def plan_gc(network: str, keep: set[tuple[str, str]], st: Listing) -> list[str]:
             referenced.add(target)
             if target and gc_doomed(comment, net, kept):
                 doomed.add(target)
-    doomed |= {c for c in st.chains if c.startswith(CHAIN_PREFIX) and c not in referenced}
+    doomed |= {c for c in st.chains if is_owner_chain(c, HOSTPORT_CHAIN_PREFIX) and c not in referenced}
     return drop_chains(doomed, st)
 
 
 def check_problems(owner: Owner, spec: HostPortSpec, st: Listing) -> list[str]:
     if set(st.maps) != set(MAP_TYPES) or "hostports" not in st.chains:
         return [f"table {T} lacks its maps or its hostports chain"]
-    rules = st.chains.get(owner.chain)
+    rules = st.chains.get(owner.hostport_chain)
     if rules is None:
-        return [f"chain {owner.chain} of {owner.tag} is missing"]
+        return [f"chain {owner.hostport_chain} of {owner.tag} is missing"]
     have = dnat_targets(rules)
     marks = sum(1 for r in rules if any(isinstance(e, dict) and isinstance(e.get("jump"), dict) and
                                         e["jump"].get("target") == f"{SETMARK_PREFIX}{spec.mark_bit}"
@@ -325,8 +326,8 @@ def check_problems(owner: Owner, spec: HostPortSpec, st: Listing) -> list[str]:
         name, key = map_name(m), mapping_key_parts(m)
         if (name, key, str(m.container_ip), m.container_port) not in have:
             problems.append(f"dnat rule for {m.describe()} -> {_target(m)} is missing")
-        if st.maps.get(name, {}).get(key, (None, ""))[0] != owner.chain:
-            problems.append(f"{name} element {' . '.join(key)} -> {owner.chain} is missing")
+        if st.maps.get(name, {}).get(key, (None, ""))[0] != owner.hostport_chain:
+            problems.append(f"{name} element {' . '.join(key)} -> {owner.hostport_chain} is missing")
     want_marks = sum(len(spec.masq_sources(m.version)) for m in spec.mappings)
     if marks < want_marks:
         problems.append(f"{want_marks - marks} masquerade mark rule(s) are missing")
@@ -389,7 +390,7 @@ class NftHostPorts(HostPorts):
                 rc, err, req = self._apply(skeleton(self._mark_bits(spec)) + owner_lines(owner, spec, create=True))
             if rc != 0 and EEXIST in err:  # re-ADD, or a key another owner holds
                 st = Listing()
-                self._read(st, "chain", FAMILY, TABLE, owner.chain)
+                self._read(st, "chain", FAMILY, TABLE, owner.hostport_chain)
                 self._read_maps(st)
                 errors = conflicts(owner, spec, st)
                 if errors:
@@ -404,22 +405,22 @@ class NftHostPorts(HostPorts):
 
     def _delete(self, owner: Owner) -> None:
         st = Listing()
-        if not self._read(st, "chain", FAMILY, TABLE, owner.chain):
+        if not self._read(st, "chain", FAMILY, TABLE, owner.hostport_chain):
             return
-        rc, err, req = self._apply(plan_del(owner, st.chains.get(owner.chain, [])))
+        rc, err, req = self._apply(plan_del(owner, st.chains.get(owner.hostport_chain, [])))
         if rc != 0 and (ENOENT in err or EBUSY in err):  # the table was edited behind our back
             st = Listing()
-            if not self._read(st, "chain", FAMILY, TABLE, owner.chain):
+            if not self._read(st, "chain", FAMILY, TABLE, owner.hostport_chain):
                 return
             self._read_maps(st)
-            rc, err, req = self._apply(drop_chains({owner.chain}, st))
+            rc, err, req = self._apply(drop_chains({owner.hostport_chain}, st))
         if rc != 0:
             raise self._fail(rc, err, req)
 
     def check(self, owner: Owner, spec: HostPortSpec) -> None:
         st = Listing()
         if self._read(st, "chain", FAMILY, TABLE, "hostports"):
-            self._read(st, "chain", FAMILY, TABLE, owner.chain)
+            self._read(st, "chain", FAMILY, TABLE, owner.hostport_chain)
             self._read_maps(st)
         problems = check_problems(owner, spec, st)
         if problems:
