@@ -105,3 +105,35 @@ def test_add_without_prev_result(plugin, world):
     need_profile(plugin)
     conf = world.conf(newest(plugin, world, "1.0.0"), runtimeConfig={"portMappings": _mappings(world)})
     assert_error(run(world, plugin, "ADD", conf))
+
+
+@check("DIFF-chained-outcomes", "Differential", "D", "same outcomes as the reference plugin of this type")
+@kinds("chained")
+def test_same_outcomes_as_reference(plugin, world):
+    """The same inputs give the same outcomes as the reference plugin (in a world of its
+    own): ADD without mappings, with mappings (its output = prevResult, byte for byte once
+    parsed), DEL with and without mappings, a second DEL, ADD without prevResult (an error
+    for both; codes are not compared: the reference says 999 where we name the problem)."""
+    need_profile(plugin)
+    if plugin.reference is None:
+        pytest.skip("not applicable: no reference plugin of this type to compare with (or it is the one under test)")
+    from conformance.world import World
+
+    v = "1.0.0"
+
+    def outcomes(w, binary: str, path: str) -> list:
+        prev = _prev(w, v)
+        with_maps = w.conf(v, runtimeConfig={"portMappings": _mappings(w)})
+        seen = []
+        for verb, conf in (("ADD", with_prev(w.conf(v), prev)), ("ADD", with_prev(with_maps, prev)),
+                           ("DEL", with_maps), ("DEL", with_maps), ("DEL", w.conf(v)), ("ADD", with_maps)):
+            out = w.exec(binary, verb, conf, containerid="diff1", ifname="eth0", path=path)
+            doc = out.doc if out.ok else None
+            # prevResult carries this world's own addresses: compare it as "= prevResult".
+            seen.append((verb, out.ok, "prevResult" if doc == prev else doc))
+        return seen
+
+    with World(world.cni_path, plugin.profile) as other:
+        ours = outcomes(world, plugin.binary, world.cni_path)
+        ref = outcomes(other, plugin.reference, "/usr/lib/cni")
+    assert ours == ref, f"ours: {ours}\nreference: {ref}"
