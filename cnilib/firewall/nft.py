@@ -180,20 +180,26 @@ def parse_listing(doc: object, st: State | None = None) -> State:
             version = {"src4": 4, "src6": 6}.get(m.get("name", ""))
             if version is None:
                 continue
-            elems = st.maps.setdefault(version, {})
-            for pair in m.get("elem", []):
-                if not (isinstance(pair, list) and len(pair) == 2):
-                    continue
-                k, data = pair
-                comment = ""
-                if isinstance(k, dict) and isinstance(k.get("elem"), dict):
-                    comment = k["elem"].get("comment", "")
-                    k = k["elem"].get("val")
-                key = _key(k)
-                target = data.get("jump", {}).get("target") if isinstance(data, dict) else None
-                if key is not None:
-                    elems[key] = (target, comment)
+            verdict_map_elements(m, _key, st.maps.setdefault(version, {}))
     return st
+
+
+def verdict_map_elements(m: dict, key_of, into: dict) -> dict:
+    """The elements of a listed verdict map as ``key_of(listed key) -> (jump target or None,
+    comment)``, added to ``into``; keys ``key_of`` maps to None are skipped."""
+    for pair in m.get("elem", []) or []:
+        if not (isinstance(pair, list) and len(pair) == 2):
+            continue
+        k, data = pair
+        comment = ""
+        if isinstance(k, dict) and isinstance(k.get("elem"), dict):
+            comment = k["elem"].get("comment", "")
+            k = k["elem"].get("val")
+        key = key_of(k)
+        target = data.get("jump", {}).get("target") if isinstance(data, dict) else None
+        if key is not None:
+            into[key] = (target, comment)
+    return into
 
 
 def rule_source(rule: dict) -> tuple[int, str] | None:

@@ -181,19 +181,9 @@ class Listing:
         name = obj.get("name", "")
         if name not in MAP_TYPES:
             return
-        elems = self.maps.setdefault(name, {})
-        for pair in obj.get("elem", []) or []:
-            if not (isinstance(pair, list) and len(pair) == 2):
-                continue
-            k, data = pair
-            comment = ""
-            if isinstance(k, dict) and isinstance(k.get("elem"), dict):
-                comment = k["elem"].get("comment", "")
-                k = k["elem"].get("val")
-            key = _listed_key(k)
-            target = data.get("jump", {}).get("target") if isinstance(data, dict) else None
-            if key is not None:
-                elems[key] = (target, comment)
+        from cnilib.firewall.nft import verdict_map_elements
+
+        verdict_map_elements(obj, _listed_key, self.maps.setdefault(name, {}))
 
 
 def _listed_key(k: object) -> tuple | None:
