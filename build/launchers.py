@@ -1,11 +1,12 @@
-"""Write ``dist/bin/<type>``: one small executable per plugin that runs it from source.
+"""Write ``dist/src-bin/<type>``: one small executable per plugin that runs it from source.
 
 Each launcher is a Python script whose shebang names the project's virtualenv interpreter
 by absolute path with ``-IS``: isolated (no PYTHON* variables, no current directory on
 sys.path, works from any directory with a minimal environment, as libcni calls plugins)
 and without ``site`` (saves ~5 ms per call); it puts the project and the virtualenv's
-site-packages on sys.path itself. Until the PyInstaller build lands (issue #6), these are
-what ``make bin`` produces.
+site-packages on sys.path itself. ``make bin`` writes them next to the PyInstaller build
+(build/freeze.py, dist/bin): development, the lean-import tests and the benchmark's "source"
+column use them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def plugin_names() -> list[str]:
 
 
 def main() -> None:
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "dist", "bin")
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "dist", "src-bin")
     os.makedirs(out, exist_ok=True)
     # make runs us with the venv's python. The launcher names the real interpreter behind
     # the venv's symlink (skipping pyvenv.cfg processing, ~0.5 ms a call) and appends the
