@@ -152,7 +152,7 @@ def _drop(chain: str, postrouting: Table) -> list[str]:
     return [f":{chain} - [0:0]"] + jumps + [f"-X {chain}"]
 
 
-def _batch(lines: list[str]) -> str:
+def nat_batch(lines: list[str]) -> str:
     return "*nat\n" + "".join(line + "\n" for line in lines) + "COMMIT\n"
 
 
@@ -162,9 +162,9 @@ def plan_add(owner: Owner, rules: list[MasqRule], postrouting: Table) -> str | N
     rules, no jump into the owner's chain)."""
     old_jumps = ["-D" + r.line[2:] for r in postrouting.rules if r.chain == HOOK_CHAIN and r.target == owner.chain]
     if not rules:
-        return _batch(_drop(owner.chain, postrouting)) if old_jumps else None
+        return nat_batch(_drop(owner.chain, postrouting)) if old_jumps else None
     # ":CHAIN" creates the chain or, with --noflush, flushes it; declarations come first.
-    return _batch([f":{owner.chain} - [0:0]"] + old_jumps + owner_lines(owner, rules))
+    return nat_batch([f":{owner.chain} - [0:0]"] + old_jumps + owner_lines(owner, rules))
 
 
 def plan_del(owner: Owner, postrouting: Table) -> str | None:
@@ -188,7 +188,7 @@ def plan_gc(network: str, keep: set[tuple[str, str]], table: Table) -> str | Non
         own = by_chain.get(chain, [])
         if any(gc_doomed(r.comment, net, kept) for r in own) or (not own and chain not in jumps):
             lines += ["-D" + r.line[2:] for r in jumps.get(chain, [])] + [f"-F {chain}", f"-X {chain}"]
-    return _batch(lines) if lines else None
+    return nat_batch(lines) if lines else None
 
 
 def check_problems(owner: Owner, rules: list[MasqRule], table: Table) -> list[str]:
@@ -223,13 +223,12 @@ class IptablesBackend(Backend):
                     f"iptables -t nat does not work here: {err.decode(errors='replace').strip()}")
         return self._reason
 
-    def _versions(self, rules: list[MasqRule]) -> list[int]:
-        """Families to look at: IPv4 always; IPv6 when used or when its tools exist (state
-        from an earlier dual-stack ADD may be there)."""
-        wanted = {r.version for r in rules}
+    def versions(self, wanted: set[int]) -> list[int]:
+        """Families to look at: IPv4 always; IPv6 when ``wanted`` or when its tools exist
+        (state from an earlier dual-stack ADD may be there)."""
         return [4] + ([6] if 6 in wanted or _exec.find_tool(TOOLS[6][CMD]) else [])
 
-    def _list(self, version: int, chain: str, only: str = "") -> Table | None:
+    def list_chain(self, version: int, chain: str, only: str = "") -> Table | None:
         """``iptables -t nat -S chain``: ~9 ms at 500 owners where iptables-save takes ~37
         (iptables-nft fetches only that chain). None when the chain does not exist; ``only``
         as for parse_save."""
@@ -248,7 +247,7 @@ class IptablesBackend(Backend):
             raise _exec.tool_error(argv, rc, err)
         return parse_save(out.decode(errors="replace"))
 
-    def _restore(self, version: int, text: str) -> None:
+    def restore(self, version: int, text: str) -> None:
         argv = [self._tool(version, RESTORE), "--noflush", "-w", WAIT_SECONDS]
         rc, _, err = _exec.run(argv, text.encode())
         if rc != 0:
@@ -262,24 +261,24 @@ class IptablesBackend(Backend):
     def add_masquerade(self, owner: Owner, rules: list[MasqRule]) -> None:
         rules = normalize(rules)
         with Lock(LOCK_NAME):
-            for v in self._versions(rules):
-                text = plan_add(owner, [r for r in rules if r.version == v], self._list(v, HOOK_CHAIN, owner.chain))
+            for v in self.versions({r.version for r in rules}):
+                text = plan_add(owner, [r for r in rules if r.version == v], self.list_chain(v, HOOK_CHAIN, owner.chain))
                 if text:
-                    self._restore(v, text)
+                    self.restore(v, text)
 
     def del_masquerade(self, owner: Owner) -> None:
         with Lock(LOCK_NAME):
-            for v in self._versions([]):
-                text = plan_del(owner, self._list(v, HOOK_CHAIN, owner.chain))
+            for v in self.versions(set()):
+                text = plan_del(owner, self.list_chain(v, HOOK_CHAIN, owner.chain))
                 if text:
-                    self._restore(v, text)
+                    self.restore(v, text)
 
     def check_masquerade(self, owner: Owner, rules: list[MasqRule]) -> None:
         rules = normalize(rules)
         problems: list[str] = []
         for v in sorted({r.version for r in rules}):
-            table = self._list(v, HOOK_CHAIN, owner.chain)
-            mine = self._list(v, owner.chain)
+            table = self.list_chain(v, HOOK_CHAIN, owner.chain)
+            mine = self.list_chain(v, owner.chain)
             if mine is None:
                 problems.append(f"chain {owner.chain} is missing")
             else:
@@ -290,7 +289,7 @@ class IptablesBackend(Backend):
 
     def gc_masquerade(self, network: str, keep: set[tuple[str, str]]) -> None:
         with Lock(LOCK_NAME):
-            for v in self._versions([]):
+            for v in self.versions(set()):
                 text = plan_gc(network, keep, self._save(v))
                 if text:
-                    self._restore(v, text)
+                    self.restore(v, text)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from cnilib.errors import INVALID_CONFIG, CNIError
 from cnilib.firewall.base import HostPorts, MISSING, Lock, Owner, gc_doomed, kept_tags, network_part
 from cnilib.firewall.hostport import HostPortSpec, PortMapping, conflict_error
-from cnilib.firewall.iptables import CMD, LOCK_NAME, TOOLS, Rule
+from cnilib.firewall.iptables import LOCK_NAME, Rule, nat_batch
 from cnilib.ip import parse_cidr
 
 ENTRY = "CNIPY-HOSTPORTS"
@@ -216,47 +216,41 @@ class IptablesHostPorts(HostPorts):
 
     def _batch(self, version: int, lines: list[str]) -> None:
         if lines:
-            self.b._restore(version, "*nat\n" + "".join(line + "\n" for line in lines) + "COMMIT\n")
-
-    def _versions(self, spec: HostPortSpec | None) -> list[int]:
-        from cnilib.firewall import _exec
-
-        wanted = set(spec.versions()) if spec else set()
-        return [4] + ([6] if 6 in wanted or _exec.find_tool(TOOLS[6][CMD]) else [])
+            self.b.restore(version, nat_batch(lines))
 
     def add(self, owner: Owner, spec: HostPortSpec) -> None:
         check_conditions(spec)
         with Lock(LOCK_NAME):
             plans = []
-            for v in self._versions(spec):
-                entries = self.b._list(v, ENTRY)
+            for v in self.b.versions(set(spec.versions())):
+                entries = self.b.list_chain(v, ENTRY)
                 if not spec.family(v):
                     plans.append((v, plan_del(owner, entries)))
                     continue
                 errors = conflicts(owner, spec, v, entries)
                 if errors:
                     raise errors[0]
-                masq = self.b._list(v, MASQ) if spec.snat and not spec.set_mark_chain else None
+                masq = self.b.list_chain(v, MASQ) if spec.snat and not spec.set_mark_chain else None
                 plans.append((v, plan_add(owner, spec, v, entries, masq)))
             for v, lines in plans:  # every family checked for conflicts before any change
                 self._batch(v, lines)
 
     def delete(self, owner: Owner) -> None:
         with Lock(LOCK_NAME):
-            for v in self._versions(None):
-                self._batch(v, plan_del(owner, self.b._list(v, ENTRY)))
+            for v in self.b.versions(set()):
+                self._batch(v, plan_del(owner, self.b.list_chain(v, ENTRY)))
 
     def check(self, owner: Owner, spec: HostPortSpec) -> None:
         problems = []
         for v in spec.versions():
-            problems += check_problems(owner, spec, v, self.b._list(v, ENTRY), self.b._list(v, owner.hostport_chain))
+            problems += check_problems(owner, spec, v, self.b.list_chain(v, ENTRY), self.b.list_chain(v, owner.hostport_chain))
         if problems:
             raise CNIError(MISSING, f"iptables host ports of {owner.tag}: {'; '.join(problems)}")
 
     def gc(self, network: str, keep: set[tuple[str, str]]) -> None:
         with Lock(LOCK_NAME):
-            for v in self._versions(None):
-                entries = self.b._list(v, ENTRY)
+            for v in self.b.versions(set()):
+                entries = self.b.list_chain(v, ENTRY)
                 if entries is not None:
                     self._batch(v, plan_gc(network, keep, entries))
 

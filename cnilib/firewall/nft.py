@@ -350,18 +350,23 @@ class NftBackend(Backend):
                 self._reason = None if ok else f"nft does not work here: {err.decode(errors='replace').strip()}"
         return self._reason
 
-    def _apply(self, cmds: list[dict]) -> tuple[int, bytes, str]:
-        data = batch(cmds)
+    def _batch_argv(self, json: bool) -> list[str]:
         # "-f /proc/self/fd/0" rather than "-f -": nft opens /dev/stdin for "-", a symlink
         # that minimal systems (a bare devtmpfs, some initramfs and VM setups) lack.
-        rc, _, err = _exec.run([self._nft(), "-j", "-f", "/proc/self/fd/0"], data)
+        return [self._nft()] + (["-j"] if json else []) + ["-f", "/proc/self/fd/0"]
+
+    def run_batch(self, data: bytes, json: bool = True) -> tuple[int, bytes, str]:
+        """Feed one batch (JSON, or nft's text syntax) to ``nft -f``: (status, stderr, the
+        request as text for error details). One batch is one atomic transaction."""
+        rc, _, err = _exec.run(self._batch_argv(json), data)
         return rc, err, data.decode()
 
-    def _fail(self, rc: int, err: bytes, request: str) -> CNIError:
-        return _exec.tool_error([self._nft(), "-j", "-f", "/proc/self/fd/0"], rc, err, request)
+    def batch_error(self, rc: int, err: bytes, request: str, json: bool = True) -> CNIError:
+        """The CNIError for a failed ``run_batch``."""
+        return _exec.tool_error(self._batch_argv(json), rc, err, request)
 
-    def _read(self, st: State, *what: str) -> bool:
-        """Merge ``nft -j list <what>`` into ``st``; False when it does not exist.
+    def list_json(self, *what: str) -> object | None:
+        """``nft -j list <what>`` parsed; None when it does not exist (ENOENT).
 
         Reads are kept small on purpose: at 500 owners listing the whole table costs ~150 ms
         (nft prints every rule), one chain or one map ~10 ms."""
@@ -371,12 +376,25 @@ class NftBackend(Backend):
         rc, out, err = _exec.run(argv)
         if rc != 0:
             if ENOENT in err:
-                return False
+                return None
             raise _exec.tool_error(argv, rc, err)
         try:
-            parse_listing(loads(out), st)
+            return loads(out)
         except JSONError as e:
             raise CNIError(_exec.TOOL_FAILED, f"nft -j list {' '.join(what)}: unreadable output: {e}") from None
+
+    def _apply(self, cmds: list[dict]) -> tuple[int, bytes, str]:
+        return self.run_batch(batch(cmds))
+
+    def _fail(self, rc: int, err: bytes, request: str) -> CNIError:
+        return self.batch_error(rc, err, request)
+
+    def _read(self, st: State, *what: str) -> bool:
+        """Merge ``nft -j list <what>`` into ``st``; False when it does not exist."""
+        doc = self.list_json(*what)
+        if doc is None:
+            return False
+        parse_listing(doc, st)
         return True
 
     def _read_owner(self, owner: Owner, st: State | None = None) -> State:

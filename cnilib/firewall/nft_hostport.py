@@ -43,7 +43,6 @@ Invariant under the lock: an element points at chain C iff C has the dnat rule f
 from __future__ import annotations
 
 from cnilib.errors import INVALID_CONFIG, CNIError
-from cnilib.firewall import _exec
 from cnilib.firewall.base import (HOSTPORT_CHAIN_PREFIX, MISSING, HostPorts, Lock, Owner, gc_doomed, is_owner_chain,
                                   kept_tags, network_part)
 from cnilib.firewall.hostport import PROTOCOLS, HostPortSpec, PortMapping, conflict_error
@@ -333,26 +332,16 @@ class NftHostPorts(HostPorts):
         self.b = backend
 
     def _apply(self, lines: list[str]) -> tuple[int, bytes, str]:
-        data = script(lines)
-        rc, _, err = _exec.run([self.b._nft(), "-f", "/proc/self/fd/0"], data)
-        return rc, err, data.decode()
+        return self.b.run_batch(script(lines), json=False)
 
     def _fail(self, rc: int, err: bytes, req: str) -> CNIError:
-        return _exec.tool_error([self.b._nft(), "-f", "/proc/self/fd/0"], rc, err, req)
+        return self.b.batch_error(rc, err, req, json=False)
 
     def _read(self, st: Listing, *what: str) -> bool:
-        from cnilib.jsonio import JSONError, loads
-
-        argv = [self.b._nft(), "-j", "list", *what]
-        rc, out, err = _exec.run(argv)
-        if rc != 0:
-            if ENOENT in err:
-                return False
-            raise _exec.tool_error(argv, rc, err)
-        try:
-            st.merge(loads(out))
-        except JSONError as e:
-            raise CNIError(_exec.TOOL_FAILED, f"nft -j list {' '.join(what)}: unreadable output: {e}") from None
+        doc = self.b.list_json(*what)
+        if doc is None:
+            return False
+        st.merge(doc)
         return True
 
     def _read_maps(self, st: Listing) -> None:
