@@ -219,6 +219,18 @@ def release_netns_threads(prefix: str = "") -> None:
         t.close()
 
 
+def cleanup_uninterrupted(restore_term, fn, *args) -> None:
+    """Run the cleanup ``fn(*args)`` with SIGINT and SIGTERM ignored (a second Ctrl-C must not
+    skip it), then restore SIGINT and set SIGTERM back to ``restore_term``."""
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        fn(*args)
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, restore_term)
+
+
 def exec_plugin(binary: str, command: str, conf: dict, sample: Sample, rss: RssMeter | None = None,
                 host_netns: str | None = None, *, ns_thread: bool = False, **env: str) -> bytes:
     """Run one plugin process, adding its wall time (or, with ``rss``, its peak RSS) to ``sample``.
@@ -827,13 +839,7 @@ def main(argv: list[str] | None = None) -> int:
         progress("\ninterrupted; cleaning up")
         status = 130
     finally:
-        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip cleanup
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            cleanup(prefix, running, tmp)
-        finally:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
+        cleanup_uninterrupted(old_term, cleanup, prefix, running, tmp)
     if status == 130:
         return status
 

@@ -39,7 +39,7 @@ import tempfile
 import time
 import uuid
 
-from conformance.bench import Sample, exec_plugin
+from conformance.bench import Sample, cleanup_uninterrupted, exec_plugin
 
 NETNS_DIR = "/var/run/netns"
 SUBNET = "10.231.0.0/16"  # /16: room for the 1000-pod ceiling (bridge ports max out at 1024)
@@ -261,13 +261,7 @@ def run(opts, command: str) -> int:
         failed = e
         print(f"\nfailed: {e}; cleaning up", file=sys.stderr)
     finally:
-        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip cleanup
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            _cleanup(prefix, impls, tmp)
-        finally:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
+        cleanup_uninterrupted(old_term, _cleanup, prefix, impls, tmp)
     elapsed = time.monotonic() - started
     if interrupted:
         return 130
