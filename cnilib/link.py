@@ -167,8 +167,13 @@ def bridge_request(name: str, mtu: int = 0, vlan_filtering: bool = False):
 
 def create_bridge(sock: nl.Socket, name: str, mtu: int = 0, vlan_filtering: bool = False) -> bool:
     """Create bridge ``name``; False if a link of that name already exists."""
+    return _create(sock, bridge_request(name, mtu, vlan_filtering), nl.RTM_NEWLINK)
+
+
+def _create(sock: nl.Socket, m, msg_type: int) -> bool:
+    """Send a create-exclusive request; False if the object already exists."""
     try:
-        sock.request(bridge_request(name, mtu, vlan_filtering), nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL)
+        sock.request(m, msg_type, nl.NLM_F_CREATE | nl.NLM_F_EXCL)
     except nl.NetlinkError as e:
         if e.errno == EEXIST:
             return False
@@ -342,13 +347,7 @@ def addr_request(index: int, net: Net, flags: int = 0):
 
 def addr_add(sock: nl.Socket, index: int, net: Net, flags: int = 0) -> bool:
     """Add an address; False if it was already there."""
-    try:
-        sock.request(addr_request(index, net, flags), nl.RTM_NEWADDR, nl.NLM_F_CREATE | nl.NLM_F_EXCL)
-    except nl.NetlinkError as e:
-        if e.errno == EEXIST:
-            return False
-        raise
-    return True
+    return _create(sock, addr_request(index, net, flags), nl.RTM_NEWADDR)
 
 
 def addr_del(sock: nl.Socket, index: int, net: Net) -> None:
