@@ -17,6 +17,7 @@ PACKAGES=(
   iputils-ping        # the demo's ping
   procps              # sysctl, ps
   libpython3.11 binutils   # PyInstaller: the shared libpython it bundles, strip/objdump
+  gcc libc6-dev libpython3.11-dev libexpat1-dev zlib1g-dev  # build/freeze.py: our bootloader, libpython linked in
   make git
 )
 
