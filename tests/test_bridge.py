@@ -45,6 +45,12 @@ def test_result_layout_bridge_host_veth_container(host):
     assert sysctl(host.name, f"net/ipv6/conf/{names[1]}/accept_ra") == "0"
     assert sysctl(host.name, f"net/ipv6/conf/{BRIDGE}/accept_ra") == "0"
     assert sysctl(c, "net/ipv4/conf/eth0/arp_notify") == "1"
+    # The bridge port has no IPv6 of its own (no link-local address, no per-port routes);
+    # the container end keeps its link-local address.
+    assert sysctl(host.name, f"net/ipv6/conf/{names[1]}/disable_ipv6") == "1"
+    assert not any(d.get("addr_info") for d in ip_json("-6", "addr", "show", "dev", names[1], ns=host.name))
+    assert not [r for r in ip_json("-6", "route", "show", "table", "all", ns=host.name) if r.get("dev") == names[1]]
+    assert [a for a in ctr_addrs(c) if a["family"] == "inet6" and a["local"].startswith("fe80:")]
     host.delete(conf, c)
 
 

@@ -93,6 +93,12 @@ def _add(cmd: "CmdArgs", cfg: config.BridgeConf, fw, host: nl.Socket, ctr: nl.So
     from cnilib import sysctl
 
     sysctl.try_set(f"net/ipv6/conf/{host_name}/accept_ra", "0")  # we own this link's routes
+    # The host end is a bridge port and needs no IPv6 of its own (the reference leaves it
+    # on). Off before the container end comes up (addrconf waits for the carrier), the host
+    # namespace gets no link-local address, no fe80::/64 and ff00::/8 route and no MLD or
+    # router solicitations per pod: hundreds of sibling routes on those prefixes make every
+    # link-local and multicast route lookup in the host walk them all.
+    sysctl.try_set(f"net/ipv6/conf/{host_name}/disable_ipv6", "1")
     try:
         link.set_bridge_port(host, hv.index, alias=tag, hairpin=cfg.hairpin, isolated=cfg.port_isolation)
     except OSError as e:
