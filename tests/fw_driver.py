@@ -5,7 +5,8 @@ with a JSON list of operations on stdin; prints one JSON object per operation:
 ``{"ok": true, "ms": 3.2}`` or ``{"ok": false, "code": 110, "msg": "...", "ms": ...}``.
 
 Operation: ``{"op": "add"|"del"|"check"|"gc"|"select"|"available", "backend": "nftables",
-"owner": [network, container_id, ifname], "rules": [[source, subnet], ...],
+"owner": [network, container_id, ifname], "rules": [[source, subnet], ...] (for "del":
+optional, the rules the caller believes the owner has),
 "network": ..., "keep": [[cid, ifname], ...], "name": ...}``. ``ms`` is the wall time of the
 call, tool execs included.
 """
@@ -35,7 +36,7 @@ def one(op: dict, backends: dict) -> dict:
         if op["op"] == "add":
             b.add_masquerade(Owner(*op["owner"]), _rules(op["rules"]))
         elif op["op"] == "del":
-            b.del_masquerade(Owner(*op["owner"]))
+            b.del_masquerade(Owner(*op["owner"]), _rules(op["rules"]) if op.get("rules") else None)
         elif op["op"] == "check":
             b.check_masquerade(Owner(*op["owner"]), _rules(op["rules"]))
         elif op["op"] == "gc":

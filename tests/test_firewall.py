@@ -68,50 +68,65 @@ def test_masq_rule_masks_subnet_and_rejects_conflicts():
         MasqRule(parse_cidr("10.1.2.5/24").ip, parse_cidr("fd00::/64"))
 
 
-def _nft_rule(chain, tag, src, net, mc, proto="ip"):
-    addr, plen = net.split("/")
-    mca, mcl = mc.split("/")
-    return {"add": {"rule": {
-        "family": "inet", "table": "cnipy_nat", "chain": chain, "comment": tag,
-        "expr": [
-            {"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "saddr"}}, "right": src}},
-            {"match": {"op": "!=", "left": {"payload": {"protocol": proto, "field": "daddr"}},
-                       "right": {"prefix": {"addr": addr, "len": int(plen)}}}},
-            {"match": {"op": "!=", "left": {"payload": {"protocol": proto, "field": "daddr"}},
-                       "right": {"prefix": {"addr": mca, "len": int(mcl)}}}},
-            {"masquerade": None}]}}}
+T = {"family": "inet", "table": "cnipy_nat"}
 
 
-def test_nft_add_request_is_one_batch_of_creates():
-    c, t = A.chain, A.tag
-    sent = json.loads(nft.batch(nft.plan_add(A, [R("10.1.2.5/24"), R("fd00:1::5/64")])))
+def _elem(name: str, val, comment: str, target: str | None = None, verb: str = "create") -> dict:
+    e = {"elem": {"val": val, "comment": comment}}
+    return {verb: {"element": dict(T, name=name, elem=[[e, {"jump": {"target": target}}] if target else e])}}
+
+
+def test_nft_hash_keys_are_stable_ipv6_texts():
+    h = nft.owner_key(A)
+    assert h == nft.owner_key(Owner("net1", "c1", "eth0")) != nft.owner_key(B)
+    assert ":" in h and str(parse_cidr(h + "/128").ip) == h
+    assert nft.sources_key([R("10.1.2.5/24"), R("fd00:1::5/64")]) == nft.sources_key([R("fd00:1::5/64"),
+                                                                                      R("10.1.2.5/24")])
+    assert nft.sources_key([R("10.1.2.5/24")]) != nft.sources_key([R("10.1.2.5/16")])
+    assert nft.subnet_chain(R("10.1.2.5/24")) == nft.subnet_chain(R("10.1.2.9/24")) != nft.subnet_chain(
+        R("10.1.3.5/24"))
+    assert nft.is_subnet_chain(nft.subnet_chain(R("10.1.2.5/24"))) and not nft.is_subnet_chain(A.chain)
+
+
+def test_nft_add_request_is_elements_only():
+    t, h = A.tag, nft.owner_key(A)
+    rules = [R("10.1.2.5/24"), R("fd00:1::5/64")]
+    sent = json.loads(nft.batch(nft.plan_add(A, rules)))
     assert sent == {"nftables": [
         {"metainfo": {"json_schema_version": 1}},
-        {"create": {"chain": {"family": "inet", "table": "cnipy_nat", "name": c}}},
-        _nft_rule(c, t, "10.1.2.5", "10.1.2.0/24", "224.0.0.0/4"),
-        _nft_rule(c, t, "fd00:1::5", "fd00:1::/64", "ff00::/8", "ip6"),
-        {"create": {"element": {"family": "inet", "table": "cnipy_nat", "name": "src4",
-                                "elem": [[{"elem": {"val": "10.1.2.5", "comment": t}}, {"jump": {"target": c}}]]}}},
-        {"create": {"element": {"family": "inet", "table": "cnipy_nat", "name": "src6",
-                                "elem": [[{"elem": {"val": "fd00:1::5", "comment": t}}, {"jump": {"target": c}}]]}}},
+        _elem("owners", h, t),
+        _elem("owned", {"concat": [h, nft.sources_key(rules)]}, t),
+        _elem("src4", "10.1.2.5", t, nft.subnet_chain(rules[0])),
+        _elem("src6", "fd00:1::5", t, nft.subnet_chain(rules[1])),
     ]}
 
 
-def test_nft_first_add_creates_skeleton_in_the_same_batch():
-    cmds = nft.plan_add(A, [R("10.1.2.5/24")], init=True)
-    assert cmds[:7] == [
+def test_nft_first_add_creates_skeleton_and_subnet_chain_in_the_same_batch():
+    r = R("10.1.2.5/24")
+    c = nft.subnet_chain(r)
+    cmds = nft.plan_add(A, [r], init=True)
+    assert cmds[:9] == [
         {"add": {"table": {"family": "inet", "name": "cnipy_nat"}}},
-        {"add": {"map": {"family": "inet", "table": "cnipy_nat", "name": "src4", "type": "ipv4_addr", "map": "verdict"}}},
-        {"add": {"map": {"family": "inet", "table": "cnipy_nat", "name": "src6", "type": "ipv6_addr", "map": "verdict"}}},
-        {"add": {"chain": {"family": "inet", "table": "cnipy_nat", "name": "postrouting", "type": "nat",
-                           "hook": "postrouting", "prio": 100, "policy": "accept"}}},
-        {"flush": {"chain": {"family": "inet", "table": "cnipy_nat", "name": "postrouting"}}},
-        {"add": {"rule": {"family": "inet", "table": "cnipy_nat", "chain": "postrouting", "expr": [
-            {"vmap": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": "@src4"}}]}}},
-        {"add": {"rule": {"family": "inet", "table": "cnipy_nat", "chain": "postrouting", "expr": [
-            {"vmap": {"key": {"payload": {"protocol": "ip6", "field": "saddr"}}, "data": "@src6"}}]}}},
+        {"add": {"map": dict(T, name="src4", type="ipv4_addr", map="verdict")}},
+        {"add": {"map": dict(T, name="src6", type="ipv6_addr", map="verdict")}},
+        {"add": {"set": dict(T, name="owners", type="ipv6_addr")}},
+        {"add": {"set": dict(T, name="owned", type=["ipv6_addr", "ipv6_addr"])}},
+        {"add": {"chain": dict(T, name="postrouting", type="nat", hook="postrouting", prio=100, policy="accept")}},
+        {"flush": {"chain": dict(T, name="postrouting")}},
+        {"add": {"rule": dict(T, chain="postrouting", expr=[
+            {"vmap": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": "@src4"}}])}},
+        {"add": {"rule": dict(T, chain="postrouting", expr=[
+            {"vmap": {"key": {"payload": {"protocol": "ip6", "field": "saddr"}}, "data": "@src6"}}])}},
     ]
-    assert cmds[7:] == nft.plan_add(A, [R("10.1.2.5/24")])
+    assert cmds[9:12] == [
+        {"add": {"chain": dict(T, name=c)}}, {"flush": {"chain": dict(T, name=c)}},
+        {"add": {"rule": dict(T, chain=c, expr=[
+            {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                       "right": {"prefix": {"addr": "10.1.2.0", "len": 24}}}},
+            {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                       "right": {"prefix": {"addr": "224.0.0.0", "len": 4}}}},
+            {"masquerade": None}])}}]
+    assert cmds[12:] == nft.plan_add(A, [r])
 
 
 def _listing(*owners_rules) -> dict:
@@ -119,81 +134,105 @@ def _listing(*owners_rules) -> dict:
     items = [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
              {"table": {"family": "inet", "name": "cnipy_nat", "handle": 1}}]
     elems = {4: [], 6: []}
-    h = 10
+    owners, owned, subnets = [], [], {}
     for owner, rules in owners_rules:
+        h = nft.owner_key(owner)
+        owners.append({"elem": {"val": h, "comment": owner.tag}})
+        owned.append({"elem": {"val": {"concat": [h, nft.sources_key(rules)]}, "comment": owner.tag}})
         for r in rules:
             elems[r.version].append([{"elem": {"val": str(r.source), "comment": owner.tag}},
-                                     {"jump": {"target": owner.chain}}])
+                                     {"jump": {"target": nft.subnet_chain(r)}}])
+            subnets[nft.subnet_chain(r)] = r
     for v, name in ((4, "src4"), (6, "src6")):
-        m = {"family": "inet", "name": name, "table": "cnipy_nat", "type": nft._KEY_TYPE[v], "handle": v,
-             "map": "verdict"}
+        m = dict(T, name=name, type=nft._KEY_TYPE[v], handle=v, map="verdict")
         if elems[v]:
             m["elem"] = elems[v]
         items.append({"map": m})
-    items.append({"chain": {"family": "inet", "table": "cnipy_nat", "name": "postrouting", "handle": 3,
-                            "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}})
-    for owner, _ in owners_rules:
-        items.append({"chain": {"family": "inet", "table": "cnipy_nat", "name": owner.chain, "handle": h}})
+    items.append({"set": dict(T, name="owners", type="ipv6_addr", handle=5, **({"elem": owners} if owners else {}))})
+    items.append({"set": dict(T, name="owned", type=["ipv6_addr", "ipv6_addr"], handle=6,
+                              **({"elem": owned} if owned else {}))})
+    items.append({"chain": dict(T, name="postrouting", handle=7, type="nat", hook="postrouting", prio=100,
+                                policy="accept")})
+    h = 10
+    for c in subnets:
+        items.append({"chain": dict(T, name=c, handle=h)})
         h += 1
     for v in (4, 6):
-        items.append({"rule": {"family": "inet", "table": "cnipy_nat", "chain": "postrouting", "handle": h,
-                               "expr": nft.dispatch_expr(v)}})
+        items.append({"rule": dict(T, chain="postrouting", handle=h, expr=nft.dispatch_expr(v))})
         h += 1
-    for owner, rules in owners_rules:
-        for r in rules:
-            items.append({"rule": {"family": "inet", "table": "cnipy_nat", "chain": owner.chain, "handle": h,
-                                   "comment": owner.tag, "expr": nft.rule_expr(r)}})
-            h += 1
+    for c, r in subnets.items():
+        items.append({"rule": dict(T, chain=c, handle=h, expr=nft.subnet_expr(r))})
+        h += 1
     return {"nftables": items}
 
 
 def test_nft_reads_back_what_it_wrote():
-    st = nft.parse_listing(_listing((A, [R("10.1.2.5/24"), R("fd00:1::5/64")])))
+    rules = [R("10.1.2.5/24"), R("fd00:1::5/64")]
+    st = nft.parse_listing(_listing((A, rules)))
     assert st.skeleton_ok()
-    assert st.maps == {4: {"10.1.2.5": (A.chain, A.tag)}, 6: {"fd00:1::5": (A.chain, A.tag)}}
-    assert [nft.rule_meaning(r) for r in st.chains[A.chain]] == [R("10.1.2.5/24"), R("fd00:1::5/64")]
-    assert nft.check_problems(A, [R("10.1.2.5/24"), R("fd00:1::5/64")], st) == []
-    assert nft.check_problems(A, [R("10.1.2.6/24")], st) == [
-        "masquerade rule for 10.1.2.6 (not to 10.1.2.0/24) is missing",
-        f"src4 element 10.1.2.6 -> {A.chain} is missing"]
-    assert nft.check_problems(B, [R("10.1.2.5/24")], st) == [f"chain {B.chain} of {B.tag} is missing"]
+    c4, c6 = nft.subnet_chain(rules[0]), nft.subnet_chain(rules[1])
+    assert st.maps == {4: {"10.1.2.5": (c4, A.tag)}, 6: {"fd00:1::5": (c6, A.tag)}}
+    assert st.owners == {nft.owner_key(A): A.tag}
+    assert st.owned == {(nft.owner_key(A), nft.sources_key(rules)): A.tag}
+    assert [nft.subnet_rule_meaning(r) for r in st.chains[c4]] == [(4, rules[0].subnet)]
+    assert nft.check_problems(A, rules, st) == []
+    assert nft.check_problems(A, [R("10.1.2.6/24")], st) == [f"src4 element 10.1.2.6 -> {c4} is missing"]
+    assert nft.check_problems(B, [R("10.1.2.5/24")], st) == [f"owners element of {B.tag} is missing",
+                                                              f"src4 element 10.1.2.5 -> {c4} is missing"]
 
 
-def test_nft_del_request_from_the_owner_chain_alone():
-    st = nft.parse_listing(_listing((A, [R("10.1.2.5/24"), R("fd00:1::5/64")])))
-    assert nft.plan_del(A, st.chains[A.chain]) == [
-        {"delete": {"element": {"family": "inet", "table": "cnipy_nat", "name": "src4", "elem": ["10.1.2.5"]}}},
-        {"delete": {"element": {"family": "inet", "table": "cnipy_nat", "name": "src6", "elem": ["fd00:1::5"]}}},
-        {"flush": {"chain": {"family": "inet", "table": "cnipy_nat", "name": A.chain}}},
-        {"delete": {"chain": {"family": "inet", "table": "cnipy_nat", "name": A.chain}}},
+def test_nft_del_requests():
+    rules = [R("10.1.2.5/24"), R("fd00:1::5/64")]
+    h = nft.owner_key(A)
+    # Without a read: the proof (owned H . F) goes first, so a wrong F changes nothing.
+    assert nft.plan_del_fast(A, rules) == [
+        {"delete": {"element": dict(T, name="owned", elem=[{"concat": [h, nft.sources_key(rules)]}])}},
+        {"delete": {"element": dict(T, name="owners", elem=[h])}},
+        {"delete": {"element": dict(T, name="src4", elem=["10.1.2.5"])}},
+        {"delete": {"element": dict(T, name="src6", elem=["fd00:1::5"])}},
+    ]
+    # From a listing: every element of A; A's subnet chains go when nobody else uses them.
+    st = nft.parse_listing(_listing((A, rules), (B, [R("10.1.2.6/24")])))
+    c6 = nft.subnet_chain(rules[1])
+    assert nft.plan_del_exact(A, st) == [
+        {"delete": {"element": dict(T, name="src4", elem=["10.1.2.5"])}},
+        {"delete": {"element": dict(T, name="src6", elem=["fd00:1::5"])}},
+        {"delete": {"element": dict(T, name="owners", elem=[h])}},
+        {"delete": {"element": dict(T, name="owned", elem=[{"concat": [h, nft.sources_key(rules)]}])}},
+        {"flush": {"chain": dict(T, name=c6)}}, {"delete": {"chain": dict(T, name=c6)}},
     ]
 
 
 def test_nft_readd_replaces_and_takes_over_addresses():
     # A had 10.1.2.5; B holds 10.1.2.7 (B's DEL never came); A is added again with 10.1.2.7.
     st = nft.parse_listing(_listing((A, [R("10.1.2.5/24")]), (B, [R("10.1.2.7/24")])))
-    b_rule = st.chains[B.chain][0]["handle"]
     cmds = nft.plan_replace(A, [R("10.1.2.7/24")], st)
-    t = {"family": "inet", "table": "cnipy_nat"}
-    assert cmds[:3] == [
-        {"delete": {"element": dict(t, name="src4", elem=["10.1.2.5"])}},
-        {"delete": {"element": dict(t, name="src4", elem=["10.1.2.7"])}},
-        {"delete": {"rule": dict(t, chain=B.chain, handle=b_rule)}},
+    ha, hb = nft.owner_key(A), nft.owner_key(B)
+    assert cmds[:5] == [
+        {"delete": {"element": dict(T, name="src4", elem=["10.1.2.5"])}},
+        {"delete": {"element": dict(T, name="src4", elem=["10.1.2.7"])}},
+        {"delete": {"element": dict(T, name="owners", elem=[ha])}},
+        {"delete": {"element": dict(T, name="owned", elem=[{"concat": [ha, nft.sources_key([R("10.1.2.5/24")])]}])}},
+        # B's proof goes: its DEL then reads, and deletes only what B still has.
+        {"delete": {"element": dict(T, name="owned", elem=[{"concat": [hb, nft.sources_key([R("10.1.2.7/24")])]}])}},
     ]
-    assert cmds[3:] == nft.owner_objects(A, [R("10.1.2.7/24")], create=False)
-    assert cmds[3:5] == [{"add": {"chain": dict(t, name=A.chain)}}, {"flush": {"chain": dict(t, name=A.chain)}}]
+    assert cmds[5:] == nft.subnet_chains([R("10.1.2.7/24")]) + nft.owner_objects(A, [R("10.1.2.7/24")], "add")
 
 
 def test_nft_gc_request_drops_unlisted_owners_of_that_network_only():
     c3, other = Owner("net1", "c3", "eth0"), Owner("net2", "c1", "eth0")
     st = nft.parse_listing(_listing((A, [R("10.1.2.5/24")]), (B, [R("10.1.2.6/24")]),
                                     (c3, [R("fd00:1::7/64")]), (other, [R("10.2.0.5/24")])))
-    t = {"family": "inet", "table": "cnipy_nat"}
-    assert nft.plan_gc("net1", {("c2", "eth0")}, st) == [
-        {"delete": {"element": dict(t, name="src4", elem=["10.1.2.5"])}},
-        {"delete": {"element": dict(t, name="src6", elem=["fd00:1::7"])}},
-    ] + [x for c in sorted([A.chain, c3.chain]) for x in (
-        {"flush": {"chain": dict(t, name=c)}}, {"delete": {"chain": dict(t, name=c)}})]
+    cmds = nft.plan_gc("net1", {("c2", "eth0")}, st)
+    deleted = [(c["delete"]["element"]["name"], c["delete"]["element"]["elem"][0]) for c in cmds if "element" in
+               c.get("delete", {})]
+    assert ("src4", "10.1.2.5") in deleted and ("src6", "fd00:1::7") in deleted
+    assert ("owners", nft.owner_key(A)) in deleted and ("owners", nft.owner_key(c3)) in deleted
+    assert not any(nft.owner_key(B) in json.dumps(d) or nft.owner_key(other) in json.dumps(d) for d in deleted)
+    assert len(deleted) == 6
+    # fd00:1::/64's chain lost its only user; 10.1.2.0/24's still serves B.
+    c6 = nft.subnet_chain(R("fd00:1::7/64"))
+    assert cmds[6:] == [{"flush": {"chain": dict(T, name=c6)}}, {"delete": {"chain": dict(T, name=c6)}}]
     assert nft.plan_gc("net1", {("c1", "eth0"), ("c2", "eth0"), ("c3", "eth0")}, st) == []
 
 
@@ -361,11 +400,14 @@ def test_add_installs_tagged_rules_both_families(backend, netns):
     ok(netns, add(backend, A, "10.1.2.5/24", "fd00:1::5/64"), check(backend, A, "10.1.2.5/24", "fd00:1::5/64"))
     if backend == "nftables":
         text = nft_text(netns)
-        assert f'ip saddr 10.1.2.5 ip daddr != 10.1.2.0/24 ip daddr != 224.0.0.0/4 masquerade comment "{A.tag}"' in text
-        assert f'ip6 saddr fd00:1::5 ip6 daddr != fd00:1::/64 ip6 daddr != ff00::/8 masquerade comment "{A.tag}"' in text
-        assert f'10.1.2.5 comment "{A.tag}" : jump {A.chain}' in text
-        assert f'fd00:1::5 comment "{A.tag}" : jump {A.chain}' in text
+        c4, c6 = nft.subnet_chain(R("10.1.2.5/24")), nft.subnet_chain(R("fd00:1::5/64"))
+        assert f'chain {c4} {{\n\t\tip daddr != 10.1.2.0/24 ip daddr != 224.0.0.0/4 masquerade\n' in text
+        assert f'chain {c6} {{\n\t\tip6 daddr != fd00:1::/64 ip6 daddr != ff00::/8 masquerade\n' in text
+        assert f'10.1.2.5 comment "{A.tag}" : jump {c4}' in text
+        assert f'fd00:1::5 comment "{A.tag}" : jump {c6}' in text
+        assert f'{nft.owner_key(A)} comment "{A.tag}"' in text
         assert "ip saddr vmap @src4" in text and "ip6 saddr vmap @src6" in text
+        assert A.chain not in text  # no chain per owner
         assert "cni_plugins_masquerade" not in text
     else:
         text = ipt_text(netns)
@@ -456,6 +498,33 @@ def test_address_passes_to_a_new_owner_and_the_stale_del_spares_it(backend, netn
     assert not any("10.1.2.5" in o for o in objects(netns))
 
 
+def del_known(backend: str, owner: Owner, *addrs: str) -> dict:
+    """DEL given the rules the caller believes the owner has (the bridge: prevResult)."""
+    return dict(add(backend, owner, *addrs), op="del")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_del_with_known_rules_removes_exactly_the_owner(backend, netns):
+    ok(netns, add(backend, A, "10.1.2.5/24", "fd00:1::5/64"), add(backend, B, "10.1.2.6/24"))
+    before = objects(netns)
+    ok(netns, del_known(backend, A, "10.1.2.5/24", "fd00:1::5/64"))
+    assert of(A, objects(netns)) == set() and of(B, objects(netns)) == of(B, before)
+    # Wrong or stale knowledge never deletes someone else's state, and still removes the owner's.
+    ok(netns, add(backend, A, "10.1.2.5/24"), del_known(backend, A, "10.1.2.6/24"))
+    assert of(A, objects(netns)) == set()
+    ok(netns, check(backend, B, "10.1.2.6/24"))
+    # B's address was taken over by A (B's DEL never came): B's DEL with its old rules spares A.
+    ok(netns, add(backend, A, "10.1.2.6/24"), del_known(backend, B, "10.1.2.6/24"), check(backend, A, "10.1.2.6/24"))
+    assert of(B, objects(netns)) == set()
+    ok(netns, del_known(backend, A, "10.1.2.6/24"))
+    objs = objects(netns)
+    assert not any(o.startswith("element") and "cnipy_nat" in o for o in objs), sorted(objs)
+    if backend == "nftables":  # the fast DEL leaves the (inert) subnet chain; GC takes unused ones
+        assert any(nft.subnet_chain(R("10.1.2.6/24")) in o for o in objs)
+    ok(netns, gc(backend, "net1", []))
+    assert _skeleton_only(backend, objects(netns)), sorted(objects(netns))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gc_keeps_listed_attachments_only(backend, netns):
     c3, c1_eth1, other = Owner("net1", "c3", "eth0"), Owner("net1", "c1", "eth1"), Owner("net2", "c1", "eth0")
@@ -486,7 +555,8 @@ def _skeleton_only(backend: str, objs: set[str]) -> bool:
     if backend == "iptables":
         return not any("CNIPY" in o or "cnipy" in o for o in objs)
     ours = {o for o in objs if "cnipy_nat" in o}
-    return not any(o.startswith("element") or "CNIPY" in o for o in ours) and len(ours) == 6  # table, 2 maps, chain, 2 rules
+    # table, 2 maps, 2 sets, base chain, its 2 rules; no element, no owner or subnet chain
+    return not any(o.startswith("element") or "CNIP" in o for o in ours) and len(ours) == 8
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

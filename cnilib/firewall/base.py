@@ -169,8 +169,10 @@ class Backend:
         owner had; a source address held by another owner passes to this one."""
         raise NotImplementedError
 
-    def del_masquerade(self, owner: Owner) -> None:
-        """Remove everything of ``owner``; nothing there is fine."""
+    def del_masquerade(self, owner: Owner, rules: "list[MasqRule] | None" = None) -> None:
+        """Remove everything of ``owner``; nothing there is fine. ``rules``, the ones ADD was
+        given if the caller knows them (prevResult), may save a backend its read first;
+        the result is the same without them."""
         raise NotImplementedError
 
     def check_masquerade(self, owner: Owner, rules: list[MasqRule]) -> None:
@@ -199,8 +201,10 @@ class HostPorts:
         owner holds is a conflict: CNIError 101 naming the holder, nothing changed."""
         raise NotImplementedError
 
-    def delete(self, owner: Owner) -> None:
-        """Remove everything of ``owner``; nothing there is fine."""
+    def delete(self, owner: Owner, spec: "HostPortSpec | None" = None) -> None:
+        """Remove everything of ``owner``; nothing there is fine. ``spec``, what ADD was
+        given if the caller knows it (runtimeConfig and prevResult), may save a backend
+        its read first; the result is the same without it."""
         raise NotImplementedError
 
     def check(self, owner: Owner, spec: "HostPortSpec") -> None:

@@ -266,7 +266,7 @@ class IptablesBackend(Backend):
                 if text:
                     self.restore(v, text)
 
-    def del_masquerade(self, owner: Owner) -> None:
+    def del_masquerade(self, owner: Owner, rules: list[MasqRule] | None = None) -> None:
         with Lock(LOCK_NAME):
             for v in self.versions(set()):
                 text = plan_del(owner, self.list_chain(v, HOOK_CHAIN, owner.chain))

@@ -3,36 +3,42 @@
 Layout, all in our own table ``inet cnipy_nat`` (never the reference's
 ``cni_plugins_masquerade``)::
 
-    map src4 { type ipv4_addr : verdict }        # container source -> jump to its owner chain
+    map src4 { type ipv4_addr : verdict }        # container source -> jump to its subnet's chain
     map src6 { type ipv6_addr : verdict }        #   (element comment = owner tag)
+    set owners { type ipv6_addr }                # H = 128-bit hash of the owner tag (comment = tag)
+    set owned  { type ipv6_addr . ipv6_addr }    # H . F, F = 128-bit hash of the owner's sources
     chain postrouting { type nat hook postrouting priority srcnat; policy accept;
         ip saddr vmap @src4
         ip6 saddr vmap @src6 }
-    chain CNIPY-<22 hex of sha256(tag)> {        # one per owner
-        ip saddr S ip daddr != SUBNET ip daddr != 224.0.0.0/4 masquerade comment "<tag>" }
+    chain CNIPN-<22 hex of sha256("masq:" + SUBNET)> {    # one per container subnet, shared
+        ip daddr != SUBNET ip daddr != 224.0.0.0/4 masquerade }
 
-Why a verdict map plus a chain per owner rather than one set of sources and one set of
-``saddr . daddr`` intervals: a packet still does one hash lookup and then the owner's one or
-two rules, an ADD still touches a constant number of objects, and in addition DEL reads only
-the owner's chain (``nft list chain``, found by name from the tag), never a listing of every
-container's rules. A set of intervals would also make ``nft`` fetch all its elements on every
-ADD (userspace overlap checks), and DEL would have to list it. (nft 1.0.6 still fetches the
-maps' elements into its cache for ``list chain``, so a DEL read grows from ~5 ms with one
-owner to ~12 ms with 500; listing the whole table would take ~150 ms there.)
+An attachment is *elements only*: its sources in the verdict maps, its marker in ``owners``
+and its proof in ``owned``. Why no chain per owner: nft 1.0 loads every chain of the
+namespace (all tables) into its cache before any element or rule change, so each per-owner
+chain made every later ``nft`` run slower (~+4 ms at 1,000 chains here); element changes
+to a map cost the same with 10 or 10,000 elements, and a packet still does one hash lookup
+and then its subnet chain's rule.
 
-ADD is one exec when the owner is new: ``create chain`` + rules + ``create element``, which
-fail with EEXIST if the owner (or another owner holding the same address) already has
-state. Only then does ADD read the owner's chain and the maps and send an exact
-replacement (the slow path: re-ADD, or an address taken over from an owner whose DEL never
-came; the previous holder's rule for that address goes in the same transaction). The
-table, maps and base chain are created with ``add`` in the same transaction as the first
-owner (when the fast path meets ENOENT); the base chain's two rules are not idempotent, so
-that transaction flushes and refills the base chain, and ordinary ADDs leave it alone (a
-transaction that deletes anything costs an RCU grace period, ~10-15 ms on this VM).
+ADD is one exec: ``create`` of the three kinds of elements. It fails with ENOENT when the
+table or the subnet's chain is missing (the first attachment of a subnet): then the same
+elements go in one transaction with the skeleton and the subnet chain (``add`` is
+idempotent; the chain and the base chain are flushed and refilled, their rules are not).
+It fails with EEXIST on a re-ADD (the marker exists) or when another owner holds one of
+the sources (its DEL never came): only then is the table read and an exact replacement
+sent, taking the source over and deleting the previous holder's ``owned`` proof.
 
-Invariant kept under the backend lock: a map element S points at chain C iff C has the rule
-for S. DEL relies on it to delete elements by key without listing the maps; if the kernel
-says otherwise (ENOENT/EBUSY: someone edited our table), DEL re-reads and deletes exactly.
+DEL with the attachment's sources known (the bridge passes prevResult's addresses) is one
+exec with no read: delete ``owned {H . F}``, ``owners {H}`` and the source elements. The
+proof makes it exact: if the owner's state is not exactly what F says (a source was taken
+over, the table edited, a different prevResult), the transaction fails with ENOENT before
+anything changes, and DEL falls back to reading the table and deleting every element
+commented with the owner's tag. Subnet chains stay when their last user leaves through
+the fast path, inert (nothing jumps to them) like the skeleton, and are reused by the
+next ADD on that subnet; the reading DEL and GC delete the ones no element jumps to.
+(Deleting them in the fast path would cost a second transaction on every DEL: the kernel
+refuses a chain still in use only by failing the whole transaction, and a deleting or
+failed transaction waits for an RCU grace period, ~15 ms here; creating elements ~5.)
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from __future__ import annotations
 from cnilib.errors import NOT_AVAILABLE, CNIError
 from cnilib.firewall import _exec
 from cnilib.firewall.base import (MISSING, Backend, Lock, Owner, gc_doomed, is_owner_chain, kept_tags,
-                                  network_part)
+                                  network_part, sha256_hex)
 from cnilib.firewall.rules import MULTICAST, MasqRule, normalize
 from cnilib.ip import Net, parse_ip
 
@@ -48,6 +54,9 @@ FAMILY = "inet"
 TABLE = "cnipy_nat"
 BASE_CHAIN = "postrouting"
 MAPS = {4: "src4", 6: "src6"}
+OWNERS = "owners"
+OWNED = "owned"
+SUBNET_CHAIN_PREFIX = "CNIPN-"
 _KEY_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
 _PROTO = {4: "ip", 6: "ip6"}
 _VERSION_OF = {"ip": 4, "ip6": 6}
@@ -55,6 +64,33 @@ LOCK_NAME = "cnipy-nft.lock"
 ENOENT = b"No such file or directory"
 EEXIST = b"File exists"
 EBUSY = b"Device or resource busy"
+
+
+# ---- names and keys ----
+
+def hash128(text: str) -> str:
+    """128 bits of SHA-256 of ``text`` as an IPv6 address text (the sets' key type)."""
+    h = sha256_hex(text)[:32]
+    return str(parse_ip(":".join(h[i:i + 4] for i in range(0, 32, 4))))
+
+
+def owner_key(owner: Owner) -> str:
+    """H: the owner's key in ``owners`` (and the first half of its ``owned`` key)."""
+    return hash128("masq-owner:" + owner.tag)
+
+
+def sources_key(rules: list[MasqRule]) -> str:
+    """F: what the owner's source elements are, as the second half of its ``owned`` key."""
+    return hash128("masq-sources:" + ",".join(f"{r.source}>{r.subnet}" for r in normalize(rules)))
+
+
+def subnet_chain(r: MasqRule) -> str:
+    """The shared chain masquerading sources of ``r.subnet`` (22 hex, as owner chains)."""
+    return SUBNET_CHAIN_PREFIX + sha256_hex(f"masq:{r.subnet}")[:22]
+
+
+def is_subnet_chain(name: str) -> bool:
+    return is_owner_chain(name, SUBNET_CHAIN_PREFIX)
 
 
 # ---- JSON requests (pure: the unit tests compare them verbatim) ----
@@ -71,11 +107,10 @@ def _prefix(net: Net) -> dict:
     return {"prefix": {"addr": str(net.network), "len": net.prefixlen}}
 
 
-def rule_expr(r: MasqRule) -> list[dict]:
-    """``ip saddr S ip daddr != SUBNET ip daddr != MULTICAST masquerade``, as nft lists it."""
+def subnet_expr(r: MasqRule) -> list[dict]:
+    """``ip daddr != SUBNET ip daddr != MULTICAST masquerade``, as nft lists it."""
     v = r.version
     return [
-        {"match": {"op": "==", "left": _payload(v, "saddr"), "right": str(r.source)}},
         {"match": {"op": "!=", "left": _payload(v, "daddr"), "right": _prefix(r.subnet)}},
         {"match": {"op": "!=", "left": _payload(v, "daddr"), "right": _prefix(r.multicast)}},
         {"masquerade": None},
@@ -88,10 +123,12 @@ def dispatch_expr(version: int) -> list[dict]:
 
 
 def skeleton() -> list[dict]:
-    """Table, maps and base chain (idempotent ``add``), base chain refilled (flush + 2 rules)."""
+    """Table, maps, sets and base chain (idempotent ``add``), base chain refilled."""
     cmds: list[dict] = [{"add": {"table": {"family": FAMILY, "name": TABLE}}}]
     for v in (4, 6):
         cmds.append({"add": {"map": _obj(name=MAPS[v], type=_KEY_TYPE[v], map="verdict")}})
+    cmds.append({"add": {"set": _obj(name=OWNERS, type="ipv6_addr")}})
+    cmds.append({"add": {"set": _obj(name=OWNED, type=["ipv6_addr", "ipv6_addr"])}})
     cmds.append({"add": {"chain": _obj(name=BASE_CHAIN, type="nat", hook="postrouting", prio=100,
                                        policy="accept")}})
     cmds.append({"flush": {"chain": _obj(name=BASE_CHAIN)}})
@@ -100,26 +137,49 @@ def skeleton() -> list[dict]:
     return cmds
 
 
-def owner_objects(owner: Owner, rules: list[MasqRule], create: bool) -> list[dict]:
-    """The owner's chain, its rules and its map elements. ``create`` makes the transaction
-    fail (EEXIST) when the chain or an element already exists; otherwise the chain is
-    flushed and refilled (the caller deletes conflicting elements first)."""
-    verb = "create" if create else "add"
-    chain = owner.chain
-    cmds: list[dict] = [{verb: {"chain": _obj(name=chain)}}]
-    if not create:
-        cmds.append({"flush": {"chain": _obj(name=chain)}})
+def subnet_chains(rules: list[MasqRule]) -> list[dict]:
+    """The subnet chains ``rules`` jump to, (re)written: add, flush, the one rule."""
+    cmds: list[dict] = []
+    done = set()
     for r in rules:
-        cmds.append({"add": {"rule": _obj(chain=chain, comment=owner.tag, expr=rule_expr(r))}})
+        c = subnet_chain(r)
+        if c in done:
+            continue
+        done.add(c)
+        cmds += [{"add": {"chain": _obj(name=c)}}, {"flush": {"chain": _obj(name=c)}},
+                 {"add": {"rule": _obj(chain=c, expr=subnet_expr(r))}}]
+    return cmds
+
+
+def owner_objects(owner: Owner, rules: list[MasqRule], verb: str = "create") -> list[dict]:
+    """The owner's elements: marker, proof, one source element per rule. ``create`` makes
+    the transaction fail (EEXIST) when one of them exists."""
+    h, tag = owner_key(owner), owner.tag
+    cmds: list[dict] = [
+        {verb: {"element": _obj(name=OWNERS, elem=[{"elem": {"val": h, "comment": tag}}])}},
+        {verb: {"element": _obj(name=OWNED, elem=[{"elem": {"val": {"concat": [h, sources_key(rules)]},
+                                                            "comment": tag}}])}},
+    ]
     for r in rules:
-        elem = [{"elem": {"val": str(r.source), "comment": owner.tag}}, {"jump": {"target": chain}}]
+        elem = [{"elem": {"val": str(r.source), "comment": tag}}, {"jump": {"target": subnet_chain(r)}}]
         cmds.append({verb: {"element": _obj(name=MAPS[r.version], elem=[elem])}})
     return cmds
 
 
 def plan_add(owner: Owner, rules: list[MasqRule], init: bool = False) -> list[dict]:
-    """ADD's fast path: the owner's objects with ``create``; with ``init`` the skeleton too."""
-    return (skeleton() if init else []) + owner_objects(owner, rules, create=True)
+    """ADD's fast path: the owner's elements; with ``init`` the skeleton and the subnet
+    chains in the same transaction."""
+    return (skeleton() + subnet_chains(rules) if init else []) + owner_objects(owner, rules)
+
+
+def plan_del_fast(owner: Owner, rules: list[MasqRule]) -> list[dict]:
+    """DEL without a read: fails (ENOENT) unless the owner's state is exactly ``rules``."""
+    h = owner_key(owner)
+    cmds: list[dict] = [{"delete": {"element": _obj(name=OWNED, elem=[{"concat": [h, sources_key(rules)]}])}},
+                        {"delete": {"element": _obj(name=OWNERS, elem=[h])}}]
+    for r in normalize(rules):
+        cmds.append({"delete": {"element": _obj(name=MAPS[r.version], elem=[str(r.source)])}})
+    return cmds
 
 
 def batch(cmds: list[dict]) -> bytes:
@@ -132,26 +192,33 @@ def batch(cmds: list[dict]) -> bytes:
 # ---- reading what nft lists ----
 
 class State:
-    """The parts of ``nft -j list table|chain`` output we act on.
+    """The parts of ``nft -j list table`` output we act on.
 
-    ``chains``: name -> its rule objects (as listed, with ``handle``); ``maps``: version ->
-    element key (our text form of the address) -> (jump target or None, comment);
-    ``base``: the base chain object or None."""
+    ``chains``: name -> its rule objects; ``maps``: version -> source (our text form) ->
+    (jump target or None, comment); ``owners``: H -> comment; ``owned``: (H, F) -> comment;
+    ``sets``: the names of the sets listed; ``base``: the base chain object or None."""
 
-    __slots__ = ("chains", "maps", "base")
+    __slots__ = ("chains", "maps", "owners", "owned", "sets", "base")
 
     def __init__(self) -> None:
         self.chains: dict[str, list[dict]] = {}
         self.maps: dict[int, dict[str, tuple[str | None, str]]] = {}
+        self.owners: dict[str, str] = {}
+        self.owned: dict[tuple[str, str], str] = {}
+        self.sets: set[str] = set()
         self.base: dict | None = None
 
     def skeleton_ok(self) -> bool:
-        """Maps exist and the base chain is ours, holding exactly the two dispatch rules."""
-        if set(self.maps) != {4, 6} or self.base is None:
+        """Maps and sets exist and the base chain is ours, holding exactly the two dispatch rules."""
+        if set(self.maps) != {4, 6} or self.sets != {OWNERS, OWNED} or self.base is None:
             return False
         if (self.base.get("type"), self.base.get("hook")) != ("nat", "postrouting"):
             return False
         return [r.get("expr") for r in self.chains.get(BASE_CHAIN, [])] == [dispatch_expr(4), dispatch_expr(6)]
+
+    def targets(self) -> set[str]:
+        """Every chain some map element jumps to."""
+        return {t for elems in self.maps.values() for t, _c in elems.values() if t}
 
 
 def _key(text: object) -> str | None:
@@ -161,26 +228,48 @@ def _key(text: object) -> str | None:
         return None
 
 
+def _set_elements(s: dict):
+    """(key as listed, comment) of every element of a listed set."""
+    for e in s.get("elem", []) or []:
+        comment = ""
+        if isinstance(e, dict) and isinstance(e.get("elem"), dict):
+            comment = e["elem"].get("comment", "")
+            e = e["elem"].get("val")
+        yield e, comment
+
+
 def parse_listing(doc: object, st: State | None = None) -> State:
     """A State from nft's JSON listing (anything not in our table is ignored); with ``st``,
-    the listing is merged into it (several small listings instead of the whole table)."""
+    the listing is merged into it."""
     st = State() if st is None else st
     items = doc.get("nftables", []) if isinstance(doc, dict) else []
     for item in items:
         if not isinstance(item, dict):
             continue
-        chain, rule, m = item.get("chain"), item.get("rule"), item.get("map")
-        if isinstance(chain, dict) and chain.get("table") == TABLE and chain.get("family") == FAMILY:
-            st.chains[chain.get("name", "")] = []  # a chain object precedes its rules: re-read = reset
-            if chain.get("name") == BASE_CHAIN:
-                st.base = chain
-        elif isinstance(rule, dict) and rule.get("table") == TABLE and rule.get("family") == FAMILY:
-            st.chains.setdefault(rule.get("chain", ""), []).append(rule)
-        elif isinstance(m, dict) and m.get("table") == TABLE and m.get("family") == FAMILY:
-            version = {"src4": 4, "src6": 6}.get(m.get("name", ""))
-            if version is None:
-                continue
-            verdict_map_elements(m, _key, st.maps.setdefault(version, {}))
+        kind, obj = next(iter(item.items()), (None, None))
+        if not isinstance(obj, dict) or obj.get("family") != FAMILY or obj.get("table", obj.get("name")) != TABLE:
+            continue
+        if kind == "chain":
+            st.chains[obj.get("name", "")] = []  # a chain object precedes its rules: re-read = reset
+            if obj.get("name") == BASE_CHAIN:
+                st.base = obj
+        elif kind == "rule":
+            st.chains.setdefault(obj.get("chain", ""), []).append(obj)
+        elif kind == "map":
+            version = {"src4": 4, "src6": 6}.get(obj.get("name", ""))
+            if version is not None:
+                verdict_map_elements(obj, _key, st.maps.setdefault(version, {}))
+        elif kind == "set" and obj.get("name") in (OWNERS, OWNED):
+            st.sets.add(obj["name"])
+            for val, comment in _set_elements(obj):
+                if obj["name"] == OWNERS:
+                    k = _key(val)
+                    if k is not None:
+                        st.owners[k] = comment
+                elif isinstance(val, dict) and isinstance(val.get("concat"), list) and len(val["concat"]) == 2:
+                    h, f = (_key(x) for x in val["concat"])
+                    if h is not None and f is not None:
+                        st.owned[(h, f)] = comment
     return st
 
 
@@ -202,20 +291,6 @@ def verdict_map_elements(m: dict, key_of, into: dict) -> dict:
     return into
 
 
-def rule_source(rule: dict) -> tuple[int, str] | None:
-    """(version, address) of a rule's ``saddr ==`` match, or None."""
-    for e in rule.get("expr", []):
-        m = e.get("match") if isinstance(e, dict) else None
-        if not isinstance(m, dict) or m.get("op") != "==":
-            continue
-        p = m.get("left", {}).get("payload", {}) if isinstance(m.get("left"), dict) else {}
-        if p.get("field") == "saddr" and p.get("protocol") in _VERSION_OF:
-            key = _key(m.get("right"))
-            if key is not None:
-                return _VERSION_OF[p["protocol"]], key
-    return None
-
-
 def _net(right: object) -> Net:
     """A listed prefix; nft lists a full-length prefix as a plain address."""
     if isinstance(right, dict):
@@ -224,100 +299,98 @@ def _net(right: object) -> Net:
     return Net(ip, ip.bits)
 
 
-def rule_meaning(rule: dict) -> MasqRule | None:
-    """The MasqRule a listed rule implements, or None unless it is exactly our form."""
+def subnet_rule_meaning(rule: dict) -> tuple[int, Net] | None:
+    """(version, subnet) a listed subnet-chain rule implements, or None unless it is
+    exactly our form."""
     expr = rule.get("expr")
-    if not isinstance(expr, list) or len(expr) != 4 or expr[3] != {"masquerade": None}:
+    if not isinstance(expr, list) or len(expr) != 3 or expr[2] != {"masquerade": None}:
         return None
     try:
-        m = [e["match"] for e in expr[:3]]
+        m = [e["match"] for e in expr[:2]]
         version = _VERSION_OF[m[0]["left"]["payload"]["protocol"]]
-        fields = [(x["op"], x["left"]) for x in m]
-        if fields != [("==", _payload(version, "saddr")), ("!=", _payload(version, "daddr")),
-                      ("!=", _payload(version, "daddr"))]:
+        if [(x["op"], x["left"]) for x in m] != [("!=", _payload(version, "daddr"))] * 2:
             return None
-        source, subnet, multicast = parse_ip(m[0]["right"]), _net(m[1]["right"]), _net(m[2]["right"])
-        if source.version != version or multicast != MULTICAST[version]:
+        subnet, multicast = _net(m[0]["right"]), _net(m[1]["right"])
+        if subnet.version != version or multicast != MULTICAST[version]:
             return None
-        return MasqRule(source, subnet)
+        return version, subnet
     except (KeyError, TypeError, ValueError):
         return None
 
 
-def plan_replace(owner: Owner, rules: list[MasqRule], st: State) -> list[dict]:
-    """ADD's slow path: delete the owner's old elements and any element (and its rule in
-    another owner's chain) holding one of the new sources, then refill the owner's chain."""
-    cmds: list[dict] = [] if st.skeleton_ok() else skeleton()
-    new = {(r.version, str(r.source)) for r in rules}
-    for v, elems in sorted(st.maps.items()):
-        for key, (target, _comment) in elems.items():
-            if target == owner.chain or (v, key) in new:
-                cmds.append({"delete": {"element": _obj(name=MAPS[v], elem=[key])}})
-    for name, rlist in st.chains.items():
-        if name in (owner.chain, BASE_CHAIN):
-            continue
-        for rule in rlist:
-            if rule_source(rule) in new and "handle" in rule:
-                cmds.append({"delete": {"rule": _obj(chain=name, handle=rule["handle"])}})
-    return cmds + owner_objects(owner, rules, create=False)
-
-
-def plan_del(owner: Owner, chain_rules: list[dict]) -> list[dict]:
-    """DEL from the owner's chain alone: its sources' elements (by the invariant they point
-    at this chain), then the chain."""
-    cmds: list[dict] = []
-    for src in sorted({s for s in map(rule_source, chain_rules) if s is not None}):
-        cmds.append({"delete": {"element": _obj(name=MAPS[src[0]], elem=[src[1]])}})
-    return cmds + [{"flush": {"chain": _obj(name=owner.chain)}}, {"delete": {"chain": _obj(name=owner.chain)}}]
-
-
-def _drop_chains(names: set[str], st: State) -> list[dict]:
-    """Delete ``names`` and every map element jumping to them."""
+def _drop_elements(st: State, doomed_tags: set[str], extra_sources: set[tuple[int, str]] = frozenset()) -> list[dict]:
+    """Delete every element commented with one of ``doomed_tags`` (and the source elements
+    in ``extra_sources``, whoever holds them)."""
     cmds: list[dict] = []
     for v, elems in sorted(st.maps.items()):
-        for key, (target, _comment) in elems.items():
-            if target in names:
+        for key, (_target, comment) in sorted(elems.items()):
+            if comment in doomed_tags or (v, key) in extra_sources:
                 cmds.append({"delete": {"element": _obj(name=MAPS[v], elem=[key])}})
-    for name in sorted(names):
-        cmds += [{"flush": {"chain": _obj(name=name)}}, {"delete": {"chain": _obj(name=name)}}]
+    for h, comment in sorted(st.owners.items()):
+        if comment in doomed_tags:
+            cmds.append({"delete": {"element": _obj(name=OWNERS, elem=[h])}})
+    for (h, f), comment in sorted(st.owned.items()):
+        if comment in doomed_tags:
+            cmds.append({"delete": {"element": _obj(name=OWNED, elem=[{"concat": [h, f]}])}})
     return cmds
 
 
+def _unused_chains(st: State, gone_tags: set[str], gone_sources: set[tuple[int, str]] = frozenset(),
+                   keep: set[str] = frozenset()) -> list[dict]:
+    """Delete subnet chains (and owner chains of the previous layout) that no element jumps
+    to once the elements of ``gone_tags`` and ``gone_sources`` are gone."""
+    used = {t for v, elems in st.maps.items() for k, (t, c) in elems.items()
+            if t and c not in gone_tags and (v, k) not in gone_sources} | keep
+    cmds: list[dict] = []
+    for name in sorted(st.chains):
+        if (is_subnet_chain(name) or is_owner_chain(name)) and name not in used:
+            cmds += [{"flush": {"chain": _obj(name=name)}}, {"delete": {"chain": _obj(name=name)}}]
+    return cmds
+
+
+def plan_replace(owner: Owner, rules: list[MasqRule], st: State) -> list[dict]:
+    """ADD's slow path: delete the owner's old elements and any source element another
+    owner holds (with that owner's proof: its fast DEL must not delete what is now ours),
+    rewrite the subnet chains, add the owner's elements."""
+    cmds: list[dict] = [] if st.skeleton_ok() else skeleton()
+    new = {(r.version, str(r.source)) for r in rules}
+    losers = {c for v, elems in st.maps.items() for k, (_t, c) in elems.items() if (v, k) in new and c != owner.tag}
+    cmds += _drop_elements(st, {owner.tag}, new)
+    for (h, f), comment in sorted(st.owned.items()):
+        if comment in losers:
+            cmds.append({"delete": {"element": _obj(name=OWNED, elem=[{"concat": [h, f]}])}})
+    return cmds + subnet_chains(rules) + owner_objects(owner, rules, "add")
+
+
 def plan_del_exact(owner: Owner, st: State) -> list[dict]:
-    """DEL from a full listing (when the fast DEL met state that breaks the invariant)."""
-    return _drop_chains({owner.chain}, st) if owner.chain in st.chains else []
+    """DEL from a listing: every element commented with the owner's tag, then the chains
+    nothing jumps to any more."""
+    return _drop_elements(st, {owner.tag}) + _unused_chains(st, {owner.tag})
 
 
 def plan_gc(network: str, keep: set[tuple[str, str]], st: State) -> list[dict]:
-    """From the maps and the chain list: the chains that elements tagged for ``network``
-    but not kept jump to, and owner chains no element jumps to (dead: never reached, e.g.
-    every address of the owner passed to other owners)."""
+    """The elements of ``network``'s owners not in ``keep``, then unused chains."""
     net, kept = network_part(network), kept_tags(network, keep)
-    referenced, doomed = set(), set()
-    for elems in st.maps.values():
-        for target, comment in elems.values():
-            referenced.add(target)
-            if target and gc_doomed(comment, net, kept):
-                doomed.add(target)
-    doomed |= {c for c in st.chains if is_owner_chain(c) and c not in referenced}
-    return _drop_chains(doomed, st)
+    comments = {c for elems in st.maps.values() for _t, c in elems.values()}
+    comments |= set(st.owners.values()) | set(st.owned.values())
+    doomed = {c for c in comments if gc_doomed(c, net, kept)}
+    return _drop_elements(st, doomed) + _unused_chains(st, doomed)
 
 
 def check_problems(owner: Owner, rules: list[MasqRule], st: State) -> list[str]:
     """What is missing for ``rules`` of ``owner`` in the listed table (empty: all there)."""
     if not st.skeleton_ok():
-        return [f"table {FAMILY} {TABLE} lacks its maps or base chain dispatch rules"]
-    have = st.chains.get(owner.chain)
-    if have is None:
-        return [f"chain {owner.chain} of {owner.tag} is missing"]
+        return [f"table {FAMILY} {TABLE} lacks its maps, sets or base chain dispatch rules"]
     problems = []
-    present = {rule_meaning(r) for r in have if r.get("comment") == owner.tag}
+    if st.owners.get(owner_key(owner)) != owner.tag:
+        problems.append(f"{OWNERS} element of {owner.tag} is missing")
     for r in rules:
-        if r not in present:
-            problems.append(f"masquerade rule for {r.source} (not to {r.subnet}) is missing")
-        target = st.maps.get(r.version, {}).get(str(r.source), (None, ""))[0]
-        if target != owner.chain:
-            problems.append(f"{MAPS[r.version]} element {r.source} -> {owner.chain} is missing")
+        target, comment = st.maps.get(r.version, {}).get(str(r.source), (None, ""))
+        c = subnet_chain(r)
+        if target != c or comment != owner.tag:
+            problems.append(f"{MAPS[r.version]} element {r.source} -> {c} is missing")
+        elif (r.version, r.subnet) not in {subnet_rule_meaning(x) for x in st.chains.get(c, [])}:
+            problems.append(f"masquerade rule for {r.subnet} (chain {c}, for {r.source}) is missing")
     return problems
 
 
@@ -389,21 +462,10 @@ class NftBackend(Backend):
     def _fail(self, rc: int, err: bytes, request: str) -> CNIError:
         return self.batch_error(rc, err, request)
 
-    def _read(self, st: State, *what: str) -> bool:
-        """Merge ``nft -j list <what>`` into ``st``; False when it does not exist."""
-        doc = self.list_json(*what)
-        if doc is None:
-            return False
-        parse_listing(doc, st)
-        return True
-
-    def _read_owner(self, owner: Owner, st: State | None = None) -> State:
-        """The owner's chain and both maps (what an exact replace or delete needs)."""
-        st = State() if st is None else st
-        self._read(st, "chain", FAMILY, TABLE, owner.chain)
-        for v in (4, 6):
-            self._read(st, "map", FAMILY, TABLE, MAPS[v])
-        return st
+    def _state(self) -> State | None:
+        """Our table as a State; None when it does not exist."""
+        doc = self.list_json("table", FAMILY, TABLE)
+        return None if doc is None else parse_listing(doc)
 
     def hostports(self):
         from cnilib.firewall.nft_hostport import NftHostPorts
@@ -414,59 +476,48 @@ class NftBackend(Backend):
         rules = normalize(rules)
         with Lock(LOCK_NAME):
             if not rules:
-                self._delete(owner)
+                self._delete(owner, None)
                 return
             rc, err, req = self._apply(plan_add(owner, rules))
-            if rc != 0 and ENOENT in err:  # first owner here (or the skeleton was damaged)
+            if rc != 0 and ENOENT in err:  # first owner of this subnet here (or the skeleton was damaged)
                 rc, err, req = self._apply(plan_add(owner, rules, init=True))
             if rc != 0 and EEXIST in err:  # re-ADD, or an address held by another owner
-                rc, err, req = self._apply(plan_replace(owner, rules, self._replace_state(owner, rules)))
+                rc, err, req = self._apply(plan_replace(owner, rules, self._state() or State()))
             if rc != 0:
                 raise self._fail(rc, err, req)
 
-    def _replace_state(self, owner: Owner, rules: list[MasqRule]) -> State:
-        """The owner's chain, the maps, and the chains of owners holding one of ``rules``'
-        sources (their rule for it goes). The base chain is not read: plan_replace then
-        refills it, which costs nothing extra in a transaction that deletes anyway."""
-        st = self._read_owner(owner)
-        new = {(r.version, str(r.source)) for r in rules}
-        holders = {t for v, elems in st.maps.items() for k, (t, _) in elems.items()
-                   if (v, k) in new and t and t != owner.chain}
-        for chain in sorted(holders):
-            self._read(st, "chain", FAMILY, TABLE, chain)
-        return st
-
-    def del_masquerade(self, owner: Owner) -> None:
+    def del_masquerade(self, owner: Owner, rules: list[MasqRule] | None = None) -> None:
         with Lock(LOCK_NAME):
-            self._delete(owner)
+            self._delete(owner, normalize(rules) if rules else None)
 
-    def _delete(self, owner: Owner) -> None:
-        st = State()
-        if not self._read(st, "chain", FAMILY, TABLE, owner.chain):
-            return
-        rc, err, req = self._apply(plan_del(owner, st.chains.get(owner.chain, [])))
-        if rc != 0 and (ENOENT in err or EBUSY in err):  # state changed behind our back
-            cmds = plan_del_exact(owner, self._read_owner(owner))
+    def _delete(self, owner: Owner, rules: list[MasqRule] | None) -> None:
+        if rules:
+            rc, err, req = self._apply(plan_del_fast(owner, rules))
+            if rc == 0:
+                return
+            if ENOENT not in err:
+                raise self._fail(rc, err, req)
+        for attempt in range(2):  # a second read if the table changed behind our back
+            st = self._state()
+            cmds = plan_del_exact(owner, st) if st is not None else []
             if not cmds:
                 return
             rc, err, req = self._apply(cmds)
-        if rc != 0:
-            raise self._fail(rc, err, req)
+            if rc == 0:
+                return
+            if not (ENOENT in err or EBUSY in err) or attempt:
+                raise self._fail(rc, err, req)
 
     def check_masquerade(self, owner: Owner, rules: list[MasqRule]) -> None:
-        st = State()
-        if self._read(st, "chain", FAMILY, TABLE, BASE_CHAIN):
-            self._read_owner(owner, st)
-        problems = check_problems(owner, normalize(rules), st)
+        problems = check_problems(owner, normalize(rules), self._state() or State())
         if problems:
             raise CNIError(MISSING, f"nftables masquerade for {owner.tag}: {'; '.join(problems)}")
 
     def gc_masquerade(self, network: str, keep: set[tuple[str, str]]) -> None:
         with Lock(LOCK_NAME):
-            st = State()
-            if not any([self._read(st, "map", FAMILY, TABLE, MAPS[v]) for v in (4, 6)]):
+            st = self._state()
+            if st is None:
                 return  # no table: nothing we installed is there
-            self._read(st, "chains", FAMILY)
             cmds = plan_gc(network, keep, st)
             if cmds:
                 rc, err, req = self._apply(cmds)

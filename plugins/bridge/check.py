@@ -72,11 +72,8 @@ def cmd_check(cmd: "CmdArgs") -> None:
         if cfg.ipmasq and cfg.layer3:
             from . import masq
 
-            ips = [ipc for ipc in prev.ips if _points_at(prev, ipc, cmd.ifname)]
-            from cnilib.types import Result
-
             masq.backend(cfg).check_masquerade(masq.owner(cfg, cmd.container_id, cmd.ifname),
-                                               masq.rules(Result(ips=ips)))
+                                               masq.attachment_rules(prev, cmd.ifname))
 
 
 def _inspect_container(ifname: str) -> dict:
@@ -121,16 +118,13 @@ def _check_port(host: nl.Socket, hv: link.Link, cv: link.Link, cfg) -> None:
             raise _missing(f"host veth {hv.name}: {why}")
 
 
-def _points_at(prev, ipc, ifname: str) -> bool:
-    i = ipc.interface
-    return i is None or (0 <= i < len(prev.interfaces) and prev.interfaces[i].name == ifname)
-
-
 def _check_addresses(prev, ifname: str, seen: dict) -> None:
     """ip.ValidateExpectedInterfaceIPs and ip.ValidateExpectedRoute of the reference."""
+    from .masq import on_interface
+
     have = {(a.net.ip, a.net.prefixlen) for a in seen["addrs"]}
     for ipc in prev.ips:
-        if not _points_at(prev, ipc, ifname):
+        if not on_interface(prev, ipc, ifname):
             continue
         if (ipc.address.ip, ipc.address.prefixlen) not in have:
             raise _missing(f"Failed to match addr {ipc.address} on interface {ifname}")

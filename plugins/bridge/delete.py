@@ -48,11 +48,19 @@ def cmd_del(cmd: "CmdArgs") -> None:
     if cfg.ipmasq:
         from . import masq
 
-        attempt("masquerade teardown", masq.release, cfg, cmd.container_id, cmd.ifname)
+        attempt("masquerade teardown", masq.release, cfg, cmd.container_id, cmd.ifname, _prev_result(cmd))
     if errors:
         for e in errors[1:]:
             sys.stderr.write(f"bridge: DEL: also failed: {e.msg}\n")
         raise errors[0]
+
+
+def _prev_result(cmd: "CmdArgs"):
+    """prevResult, or None when absent or unreadable (DEL never fails for it)."""
+    try:
+        return cmd.conf.prev_result()
+    except CNIError:
+        return None
 
 
 def _delete_veth(cmd: "CmdArgs", cfg: config.BridgeConf) -> None:

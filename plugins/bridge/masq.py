@@ -34,6 +34,19 @@ def rules(result: "Result") -> list:
     return [MasqRule.for_address(ipc.address) for ipc in result.ips]
 
 
+def on_interface(prev: "Result", ipc, ifname: str) -> bool:
+    """An IP of ``prev`` that sits on CNI_IFNAME (no interface index: the only one)."""
+    i = ipc.interface
+    return i is None or (0 <= i < len(prev.interfaces) and prev.interfaces[i].name == ifname)
+
+
+def attachment_rules(prev: "Result", ifname: str) -> list:
+    """The rules for ``prev``'s addresses on CNI_IFNAME."""
+    from cnilib.types import Result
+
+    return rules(Result(ips=[ipc for ipc in prev.ips if on_interface(prev, ipc, ifname)]))
+
+
 def _teardown(cfg: "BridgeConf", fn) -> None:
     """``fn(backend)`` on the configured backend, then best effort on the other one."""
     from cnilib import firewall
@@ -41,10 +54,22 @@ def _teardown(cfg: "BridgeConf", fn) -> None:
     firewall.on_every_backend(cfg.ipmasq_backend, fn, "bridge: masquerade teardown")
 
 
-def release(cfg: "BridgeConf", container_id: str, ifname: str) -> None:
-    """Remove the attachment's masquerading (see ``_teardown``)."""
+def release(cfg: "BridgeConf", container_id: str, ifname: str, prev: "Result | None" = None) -> None:
+    """Remove the attachment's masquerading (see ``_teardown``). ``prev`` (the cached
+    result a runtime passes to DEL) only saves the nftables backend a read: what it names
+    is checked against the owner's state, never trusted blindly."""
+    from cnilib.errors import CNIError
+
     o = owner(cfg, container_id, ifname)
-    _teardown(cfg, lambda b: b.del_masquerade(o))
+    known = None
+    if prev is not None:
+        try:
+            from cnilib.firewall.rules import normalize
+
+            known = normalize(attachment_rules(prev, ifname)) or None
+        except CNIError:  # a prevResult no ADD of ours produced: DEL reads instead
+            known = None
+    _teardown(cfg, lambda b: b.del_masquerade(o, known))
 
 
 def gc(cfg: "BridgeConf", keep: set[tuple[str, str]]) -> None:
