@@ -235,7 +235,7 @@ class IptablesHostPorts(HostPorts):
             for v, lines in plans:  # every family checked for conflicts before any change
                 self._batch(v, lines)
 
-    def delete(self, owner: Owner) -> None:
+    def delete(self, owner: Owner, spec: HostPortSpec | None = None) -> None:
         with Lock(LOCK_NAME):
             for v in self.b.versions(set()):
                 self._batch(v, plan_del(owner, self.b.list_chain(v, ENTRY)))

@@ -1,13 +1,19 @@
 """Host ports with nftables: a constant number of map lookups per packet and a constant
-number of objects per change, whatever the number of containers.
+number of elements per change, whatever the number of containers.
 
 Layout, all in our own table ``inet cnipy_hostport`` (never the reference's
 ``ip/ip6 cni_hostport``)::
 
-    map at4  { type ipv4_addr . inet_proto . inet_service : verdict }  # hostIP given
+    map at4  { type ipv4_addr . inet_proto . inet_service : verdict }      # hostIP given
     map at6  { type ipv6_addr . inet_proto . inet_service : verdict }
-    map any4 { type inet_proto . inet_service : verdict }              # any local address
+    map any4 { type inet_proto . inet_service : verdict }                  # any local address
     map any6 { type inet_proto . inet_service : verdict }
+    map dnat-at4  { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service }
+    map dnat-at6  { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service }
+    map dnat-any4 { type inet_proto . inet_service : ipv4_addr . inet_service }
+    map dnat-any6 { type inet_proto . inet_service : ipv6_addr . inet_service }
+    set owners { type ipv6_addr }               # H = 128-bit hash of the owner tag
+    set owned  { type ipv6_addr . ipv6_addr }   # H . F, F = 128-bit hash of the owner's keys
     chain prerouting  { type nat hook prerouting priority dstnat; fib daddr type local jump hostports }
     chain output      { type nat hook output priority -100;       fib daddr type local jump hostports }
     chain hostports   { ip daddr . meta l4proto . th dport vmap @at4      # specific address first
@@ -17,35 +23,52 @@ Layout, all in our own table ``inet cnipy_hostport`` (never the reference's
     chain postrouting { type nat hook postrouting priority srcnat;
                         meta mark & 0x2000 == 0x2000 masquerade }          # one rule per mark bit in use
     chain setmark-13  { meta mark set meta mark | 0x2000 }
-    chain CNIPH-<22 hex of sha256("hostport:" + owner tag)> {            # one per owner
-        [ip daddr H] meta l4proto tcp th dport 8080 <conditionsV4> ip saddr SUBNET jump setmark-13
-        [ip daddr H] meta l4proto tcp th dport 8080 <conditionsV4> ip saddr 127.0.0.1 jump setmark-13
-        [ip daddr H] meta l4proto tcp th dport 8080 <conditionsV4> dnat ip to C:80 }
+    chain CNIPP-<22 hex of sha256(what the chain does)> {   # shared by owners with the same needs
+        <conditionsV4> ip saddr 10.88.0.0/24 jump setmark-13              # snat: the container subnet
+        <conditionsV4> ip saddr 127.0.0.1 jump setmark-13                 #   and localhost
+        <conditionsV4> dnat ip to meta l4proto . th dport map @dnat-any4 }
 
-Every map element and rule of an owner carries the owner's tag as its comment. Only
-traffic to a local address is translated (``fib daddr type local`` in both hooks; the
-reference's early nftables backend also caught forwarded traffic, #1209). A key
-(family, protocol, address, port) is one map element, so a second owner asking for it
-fails with EEXIST: a conflict is an error naming the holder (the element's comment), never
-a silent takeover. ``conditionsV4/V6`` live in the owner's own rules: they apply to that
-owner only (in the reference's nftables backend they sit in shared, flushed chains).
+A mapping is two elements with the same key: one in the verdict map, jumping to the
+*profile chain* that does what its owner asked (masquerade sources, mark bit, conditions,
+family, any or specific address), one in the dnat map holding the container's address
+and port. Profile chains are few (one or two per network) and shared; there is no chain
+per owner: nft 1.0 loads every chain of the namespace into its cache before any element
+change, so per-owner chains made every ``nft`` run slower as pods accumulated (~+4 ms at
+1,000 chains). A profile chain's dnat rule looks up the same kind of map its jumping
+element is in (any or at): a packet reaching it through one owner's element can only be
+translated by that key's dnat element, never by another owner's.
+
+Every element carries its owner's tag as comment. Only traffic to a local address is
+translated (``fib daddr type local`` in both hooks; the reference's early nftables backend
+also caught forwarded traffic, #1209). A key (family, protocol, address, port) is one
+element, so a second owner asking for it fails with EEXIST: a conflict is an error naming
+the holder (the element's comment), never a silent takeover. ``conditionsV4/V6`` live in
+the owner's profile chain: they apply to owners asking for the same conditions only (in
+the reference's nftables backend they sit in shared, flushed chains).
 
 Requests are written in nft's text syntax (the conditions are nft text by definition) and
-fed to ``nft -f``; reads use ``nft -j list``. Paths, as in the masquerade backend: ADD is
-one exec (``create`` chain, rules, ``create`` elements) when the owner is new; ENOENT means
-the table (or the owner's mark chain) is missing: the skeleton is written in the same
-transaction; EEXIST means a re-ADD or a conflict: the owner's chain and the maps are read,
-a conflict reported, or the owner's state replaced exactly. DEL reads only the owner's
-chain (its dnat rules give the element keys) and deletes those elements and the chain.
-Invariant under the lock: an element points at chain C iff C has the dnat rule for its key.
+fed to ``nft -f``; reads use ``nft -j list table``. ADD is one exec (``create`` of the
+owner's elements, marker and proof) when nothing of it exists; ENOENT means the table, a
+profile chain or a mark chain is missing: they are written in the same transaction;
+EEXIST means a re-ADD or a conflict: the table is read, a conflict reported, or the
+owner's state replaced exactly. DEL knowing the mappings (runtimeConfig and prevResult,
+which runtimes pass on DEL) is one exec with no read: the proof ``owned {H . F}`` goes in
+the same transaction, so unless the owner's keys are exactly those, nothing changes and
+DEL reads the table and deletes every element commented with the owner's tag. Profile
+chains stay when their last user leaves through that fast path, inert (nothing jumps to
+them) like the skeleton, and are reused by the network's next ADD; the reading DEL and GC
+delete the ones no element jumps to. (Deleting them in the fast path would cost a second
+transaction on every DEL: the kernel refuses a chain still in use only by failing the
+whole transaction, and any deleting or failed transaction waits for an RCU grace period,
+~15 ms here, where an ADD's element creation takes ~5.)
 """
 
 from __future__ import annotations
 
 from cnilib.errors import INVALID_CONFIG, CNIError
 from cnilib.firewall.base import (HOSTPORT_CHAIN_PREFIX, MISSING, HostPorts, Lock, Owner, gc_doomed, is_owner_chain,
-                                  kept_tags, network_part)
-from cnilib.firewall.hostport import PROTOCOLS, HostPortSpec, PortMapping, conflict_error
+                                  kept_tags, network_part, sha256_hex)
+from cnilib.firewall.hostport import HostPortSpec, PortMapping, conflict_error
 
 FAMILY = "inet"
 TABLE = "cnipy_hostport"
@@ -53,6 +76,10 @@ T = f"{FAMILY} {TABLE}"
 LOCK_NAME = "cnipy-nft-hostport.lock"
 MAP_TYPES = {"at4": "ipv4_addr . inet_proto . inet_service", "at6": "ipv6_addr . inet_proto . inet_service",
              "any4": "inet_proto . inet_service", "any6": "inet_proto . inet_service"}
+DNAT_DATA = {4: "ipv4_addr . inet_service", 6: "ipv6_addr . inet_service"}
+OWNERS = "owners"
+OWNED = "owned"
+PROFILE_PREFIX = "CNIPP-"
 _IPX = {4: "ip", 6: "ip6"}
 _NFPROTO = {4: "ipv4", 6: "ipv6"}
 SETMARK_PREFIX = "setmark-"
@@ -67,22 +94,19 @@ def map_name(m: PortMapping) -> str:
     return ("at" if m.host_ip else "any") + str(m.version)
 
 
+def dnat_map(name: str) -> str:
+    return "dnat-" + name
+
+
 def element_key(m: PortMapping) -> str:
     """The map key in nft syntax: ``192.0.2.1 . tcp . 8080`` or ``tcp . 8080``."""
     k = f"{m.proto} . {m.host_port}"
     return f"{m.host_ip} . {k}" if m.host_ip else k
 
 
-def _match(m: PortMapping, spec: HostPortSpec) -> str:
-    v = m.version
-    head = f"{_IPX[v]} daddr {m.host_ip}" if m.host_ip else f"meta nfproto {_NFPROTO[v]}"
-    conds = " ".join(spec.conditions.get(v, []))
-    return f"{head} meta l4proto {m.proto} th dport {m.host_port}" + (f" {conds}" if conds else "")
-
-
 def _target(m: PortMapping) -> str:
     ip = str(m.container_ip)
-    return f"{ip}:{m.container_port}" if m.version == 4 else f"[{ip}]:{m.container_port}"
+    return f"{ip} . {m.container_port}" if m.version == 4 else f"[{ip}] . {m.container_port}"
 
 
 def check_conditions(spec: HostPortSpec) -> None:
@@ -94,12 +118,66 @@ def check_conditions(spec: HostPortSpec) -> None:
                                                "are not allowed in an nftables match")
 
 
+# ---- profile chains ----
+
+def profile_rules(spec: HostPortSpec, name: str) -> list[str]:
+    """The rules of the profile chain serving ``spec``'s mappings of map ``name``."""
+    v = int(name[-1])
+    conds = " ".join(spec.conditions.get(v, []))
+    head = f"{conds} " if conds else ""
+    out = [f"{head}{_IPX[v]} saddr {src} jump {SETMARK_PREFIX}{spec.mark_bit}" for src in spec.masq_sources(v)]
+    key = f"{_IPX[v]} daddr . meta l4proto . th dport" if name.startswith("at") else "meta l4proto . th dport"
+    out.append(f"{head}dnat {_IPX[v]} to {key} map @{dnat_map(name)}")
+    return out
+
+
+def profile_chain(spec: HostPortSpec, name: str) -> str:
+    """The profile chain's name: a hash of its rules (equal needs, one chain)."""
+    return PROFILE_PREFIX + sha256_hex(name + "\n" + "\n".join(profile_rules(spec, name)))[:22]
+
+
+def is_profile_chain(name: str) -> bool:
+    return is_owner_chain(name, PROFILE_PREFIX)
+
+
+def profile_lines(spec: HostPortSpec) -> list[str]:
+    """Every profile chain ``spec`` uses, (re)written: add, flush, its rules."""
+    out: list[str] = []
+    for name in sorted({map_name(m) for m in spec.mappings}):
+        c = profile_chain(spec, name)
+        out += [f"add chain {T} {c}", f"flush chain {T} {c}"]
+        out += [f"add rule {T} {c} {r}" for r in profile_rules(spec, name)]
+    return out
+
+
+# ---- owner keys ----
+
+def hash128(text: str) -> str:
+    """128 bits of SHA-256 of ``text`` as an IPv6 address text (the sets' key type)."""
+    from cnilib.ip import parse_ip
+
+    h = sha256_hex(text)[:32]
+    return str(parse_ip(":".join(h[i:i + 4] for i in range(0, 32, 4))))
+
+
+def owner_key(owner: Owner) -> str:
+    return hash128("hostport-owner:" + owner.tag)
+
+
+def keys_key(spec: HostPortSpec) -> str:
+    """F: the owner's element keys, as the second half of its ``owned`` key."""
+    return hash128("hostport-keys:" + ",".join(sorted(f"{map_name(m)}:{element_key(m)}" for m in spec.mappings)))
+
+
 def skeleton(mark_bits: set[int]) -> list[str]:
-    """Table, maps, base chains and one mark chain + masquerade rule per bit (``add`` is
-    idempotent; the base chains are flushed and refilled since rules are not)."""
+    """Table, maps, sets, base chains and one mark chain + masquerade rule per bit (``add``
+    is idempotent; the base chains are flushed and refilled since rules are not)."""
     out = [f"add table {T}"]
     for name, typ in MAP_TYPES.items():
         out.append(f"add map {T} {name} {{ type {typ} : verdict; }}")
+        out.append(f"add map {T} {dnat_map(name)} {{ type {typ} : {DNAT_DATA[int(name[-1])]}; }}")
+    out.append(f"add set {T} {OWNERS} {{ type ipv6_addr; }}")
+    out.append(f"add set {T} {OWNED} {{ type ipv6_addr . ipv6_addr; }}")
     out.append(f"add chain {T} hostports")
     out.append(f"flush chain {T} hostports")
     for v in (4, 6):
@@ -122,26 +200,26 @@ def skeleton(mark_bits: set[int]) -> list[str]:
     return out
 
 
-def owner_lines(owner: Owner, spec: HostPortSpec, create: bool) -> list[str]:
-    """The owner's chain, rules and map elements. ``create`` fails the transaction with
-    EEXIST when the chain or an element exists; otherwise the chain is flushed and
-    refilled (the caller deletes the owner's old elements first)."""
-    verb = "create" if create else "add"
-    c, tag = owner.hostport_chain, owner.tag
-    out = [f"{verb} chain {T} {c}"]
-    if not create:
-        out.append(f"flush chain {T} {c}")
+def owner_lines(owner: Owner, spec: HostPortSpec, verb: str = "create") -> list[str]:
+    """The owner's elements: marker, proof, and per mapping its verdict and dnat elements.
+    ``create`` fails the transaction with EEXIST when one of them exists."""
+    h, tag = owner_key(owner), owner.tag
+    out = [f'{verb} element {T} {OWNERS} {{ {h} comment "{tag}" }}',
+           f'{verb} element {T} {OWNED} {{ {h} . {keys_key(spec)} comment "{tag}" }}']
     for m in spec.mappings:
-        match = _match(m, spec)
-        # One rule per source, not one rule with an anonymous set: nft 1.0 fetches the
-        # elements of every set in the table (anonymous ones included) before adding an
-        # element, so a set per owner made each ADD cost O(owners) (~80 ms at 1,000).
-        for src in spec.masq_sources(m.version):
-            out.append(f'add rule {T} {c} {match} {_IPX[m.version]} saddr {src} '
-                       f'jump {SETMARK_PREFIX}{spec.mark_bit} comment "{tag}"')
-        out.append(f'add rule {T} {c} {match} dnat {_IPX[m.version]} to {_target(m)} comment "{tag}"')
+        name, key = map_name(m), element_key(m)
+        out.append(f'{verb} element {T} {name} {{ {key} comment "{tag}" : jump {profile_chain(spec, name)} }}')
+        out.append(f'{verb} element {T} {dnat_map(name)} {{ {key} comment "{tag}" : {_target(m)} }}')
+    return out
+
+
+def del_fast_lines(owner: Owner, spec: HostPortSpec) -> list[str]:
+    """DEL without a read: fails (ENOENT) unless the owner's keys are exactly ``spec``'s."""
+    h = owner_key(owner)
+    out = [f"delete element {T} {OWNED} {{ {h} . {keys_key(spec)} }}", f"delete element {T} {OWNERS} {{ {h} }}"]
     for m in spec.mappings:
-        out.append(f'{verb} element {T} {map_name(m)} {{ {element_key(m)} comment "{tag}" : jump {c} }}')
+        name, key = map_name(m), element_key(m)
+        out += [f"delete element {T} {name} {{ {key} }}", f"delete element {T} {dnat_map(name)} {{ {key} }}"]
     return out
 
 
@@ -152,20 +230,24 @@ def script(lines: list[str]) -> bytes:
 # ---- reading ----
 
 class Listing:
-    """What ``nft -j list`` showed of our table: chains -> rules, maps -> key -> (target, comment)."""
+    """What ``nft -j list table`` showed of our table: chains -> rules; maps (verdict and
+    dnat) -> key parts -> (jump target or dnat target text, comment); owners/owned sets."""
 
-    __slots__ = ("chains", "maps")
+    __slots__ = ("chains", "maps", "owners", "owned", "sets")
 
     def __init__(self) -> None:
         self.chains: dict[str, list[dict]] = {}
         self.maps: dict[str, dict[tuple, tuple[str | None, str]]] = {}
+        self.owners: dict[str, str] = {}
+        self.owned: dict[tuple[str, str], str] = {}
+        self.sets: set[str] = set()
 
     def merge(self, doc: object) -> None:
         items = doc.get("nftables", []) if isinstance(doc, dict) else []
         for item in items:
             if not isinstance(item, dict):
                 continue
-            for kind in ("chain", "rule", "map"):
+            for kind in ("chain", "rule", "map", "set"):
                 obj = item.get(kind)
                 if isinstance(obj, dict) and obj.get("family") == FAMILY and obj.get("table") == TABLE:
                     getattr(self, "_" + kind)(obj)
@@ -178,17 +260,52 @@ class Listing:
 
     def _map(self, obj: dict) -> None:
         name = obj.get("name", "")
-        if name not in MAP_TYPES:
-            return
-        from cnilib.firewall.nft import verdict_map_elements
+        if name in MAP_TYPES:
+            from cnilib.firewall.nft import verdict_map_elements
 
-        verdict_map_elements(obj, _listed_key, self.maps.setdefault(name, {}))
+            verdict_map_elements(obj, _listed_key, self.maps.setdefault(name, {}))
+        elif name.startswith("dnat-") and name[5:] in MAP_TYPES:
+            into = self.maps.setdefault(name, {})
+            for pair in obj.get("elem", []) or []:
+                if not (isinstance(pair, list) and len(pair) == 2):
+                    continue
+                k, data = pair
+                comment = ""
+                if isinstance(k, dict) and isinstance(k.get("elem"), dict):
+                    comment = k["elem"].get("comment", "")
+                    k = k["elem"].get("val")
+                key = _listed_key(k)
+                if key is not None:
+                    into[key] = (_dnat_text(data), comment)
+
+    def _set(self, obj: dict) -> None:
+        from cnilib.firewall.nft import _set_elements
+
+        name = obj.get("name")
+        if name not in (OWNERS, OWNED):
+            return
+        self.sets.add(name)
+        for val, comment in _set_elements(obj):
+            if name == OWNERS:
+                self.owners[_norm_part(val)] = comment
+            elif isinstance(val, dict) and isinstance(val.get("concat"), list) and len(val["concat"]) == 2:
+                self.owned[(_norm_part(val["concat"][0]), _norm_part(val["concat"][1]))] = comment
+
+    def targets(self) -> set[str]:
+        return {t for name, elems in self.maps.items() if name in MAP_TYPES for t, _c in elems.values() if t}
 
 
 def _listed_key(k: object) -> tuple | None:
     """A listed element key as a tuple of texts: ("192.0.2.1", "tcp", "8080")."""
     if isinstance(k, dict) and isinstance(k.get("concat"), list):
         return tuple(_norm_part(p) for p in k["concat"])
+    return None
+
+
+def _dnat_text(data: object) -> str | None:
+    """A listed dnat element's data as "address port" (None if not a concat of two)."""
+    if isinstance(data, dict) and isinstance(data.get("concat"), list) and len(data["concat"]) == 2:
+        return f"{_norm_part(data['concat'][0])} {data['concat'][1]}"
     return None
 
 
@@ -207,57 +324,41 @@ def mapping_key_parts(m: PortMapping) -> tuple:
     return ((str(m.host_ip),) if m.host_ip else ()) + (m.proto, str(m.host_port))
 
 
-def rule_element(rule: dict) -> tuple[str, tuple] | None:
-    """(map name, key parts) of the element a dnat rule serves, from its first address and
-    port matches (conditions come after them), or None for any other rule."""
-    expr = rule.get("expr")
-    if not isinstance(expr, list):
-        return None
-    dnat = next((e["dnat"] for e in expr if isinstance(e, dict) and isinstance(e.get("dnat"), dict)), None)
-    if dnat is None:
-        return None
-    version = {"ip": 4, "ip6": 6}.get(dnat.get("family"))
-    host = port = proto = None
-    for e in expr:
-        m = e.get("match") if isinstance(e, dict) else None
-        if not isinstance(m, dict) or m.get("op") != "==" or not isinstance(m.get("left"), dict):
-            continue
-        p = m["left"].get("payload")
-        if not isinstance(p, dict):
-            continue
-        if p.get("field") == "daddr" and p.get("protocol") in ("ip", "ip6") and host is None and port is None:
-            host = _norm_part(m.get("right"))
-        elif p.get("field") == "dport" and p.get("protocol") in PROTOCOLS and port is None:
-            proto, port = p["protocol"], str(m.get("right"))
-    if version is None or port is None:
-        return None
-    if host is not None:
-        return f"at{version}", (host, proto, port)
-    return f"any{version}", (proto, port)
-
-
-def dnat_targets(rules: list[dict]) -> set[tuple[str, tuple, str, int]]:
-    """(map, key, container address, container port) of every dnat rule listed."""
-    out = set()
-    for r in rules:
-        el = rule_element(r)
-        if el is None:
-            continue
-        d = next(e["dnat"] for e in r["expr"] if isinstance(e, dict) and isinstance(e.get("dnat"), dict))
-        out.add((el[0], el[1], _norm_part(d.get("addr")), int(d.get("port", 0))))
-    return out
-
-
 # ---- plans from listings ----
 
-def plan_replace(owner: Owner, spec: HostPortSpec, st: Listing) -> list[str]:
-    """ADD's slow path once no conflict: drop the owner's old elements, refill its chain."""
+def _drop_elements(st: Listing, doomed: set[str]) -> list[str]:
+    """Delete every element commented with one of the ``doomed`` tags."""
     lines = []
     for name, elems in sorted(st.maps.items()):
-        for key, (target, _c) in sorted(elems.items()):
-            if target == owner.hostport_chain:
+        for key, (_t, comment) in sorted(elems.items()):
+            if comment in doomed:
                 lines.append(f"delete element {T} {name} {{ {' . '.join(key)} }}")
-    return lines + owner_lines(owner, spec, create=False)
+    for h, comment in sorted(st.owners.items()):
+        if comment in doomed:
+            lines.append(f"delete element {T} {OWNERS} {{ {h} }}")
+    for (h, f), comment in sorted(st.owned.items()):
+        if comment in doomed:
+            lines.append(f"delete element {T} {OWNED} {{ {h} . {f} }}")
+    return lines
+
+
+def _unused_chains(st: Listing, gone: set[str], keep: set[str] = frozenset()) -> list[str]:
+    """Delete profile chains (and owner chains of the previous layout) that no element
+    jumps to once the elements of the ``gone`` tags are deleted."""
+    used = {t for name, elems in st.maps.items() if name in MAP_TYPES
+            for t, c in elems.values() if t and c not in gone} | keep
+    lines = []
+    for c in sorted(st.chains):
+        if (is_profile_chain(c) or is_owner_chain(c, HOSTPORT_CHAIN_PREFIX)) and c not in used:
+            lines += [f"flush chain {T} {c}", f"delete chain {T} {c}"]
+    return lines
+
+
+def plan_replace(owner: Owner, spec: HostPortSpec, st: Listing, mark_bits: set[int]) -> list[str]:
+    """ADD's slow path once no conflict: drop the owner's old elements, (re)write the
+    skeleton and the profile chains, add the owner's elements."""
+    return (_drop_elements(st, {owner.tag}) + skeleton(mark_bits) + profile_lines(spec)
+            + owner_lines(owner, spec, "add"))
 
 
 def conflicts(owner: Owner, spec: HostPortSpec, st: Listing) -> list[CNIError]:
@@ -265,61 +366,41 @@ def conflicts(owner: Owner, spec: HostPortSpec, st: Listing) -> list[CNIError]:
     out = []
     for m in spec.mappings:
         held = st.maps.get(map_name(m), {}).get(mapping_key_parts(m))
-        if held is not None and held[0] != owner.hostport_chain:
+        if held is not None and held[1] != owner.tag:
             out.append(conflict_error(m, held[1]))
     return out
 
 
-def plan_del(owner: Owner, chain_rules: list[dict]) -> list[str]:
-    lines = []
-    for name, key in sorted({el for el in map(rule_element, chain_rules) if el is not None}):
-        lines.append(f"delete element {T} {name} {{ {' . '.join(key)} }}")
-    return lines + [f"flush chain {T} {owner.hostport_chain}", f"delete chain {T} {owner.hostport_chain}"]
-
-
-def drop_chains(names: set[str], st: Listing) -> list[str]:
-    lines = []
-    for name, elems in sorted(st.maps.items()):
-        for key, (target, _c) in sorted(elems.items()):
-            if target in names:
-                lines.append(f"delete element {T} {name} {{ {' . '.join(key)} }}")
-    for c in sorted(names):
-        lines += [f"flush chain {T} {c}", f"delete chain {T} {c}"]
-    return lines
+def plan_del_exact(owner: Owner, st: Listing) -> list[str]:
+    return _drop_elements(st, {owner.tag}) + _unused_chains(st, {owner.tag})
 
 
 def plan_gc(network: str, keep: set[tuple[str, str]], st: Listing) -> list[str]:
     net, kept = network_part(network), kept_tags(network, keep)
-    referenced, doomed = set(), set()
-    for elems in st.maps.values():
-        for target, comment in elems.values():
-            referenced.add(target)
-            if target and gc_doomed(comment, net, kept):
-                doomed.add(target)
-    doomed |= {c for c in st.chains if is_owner_chain(c, HOSTPORT_CHAIN_PREFIX) and c not in referenced}
-    return drop_chains(doomed, st)
+    comments = {c for elems in st.maps.values() for _t, c in elems.values()}
+    comments |= set(st.owners.values()) | set(st.owned.values())
+    doomed = {c for c in comments if gc_doomed(c, net, kept)}
+    return _drop_elements(st, doomed) + _unused_chains(st, doomed)
 
 
 def check_problems(owner: Owner, spec: HostPortSpec, st: Listing) -> list[str]:
-    if set(st.maps) != set(MAP_TYPES) or "hostports" not in st.chains:
-        return [f"table {T} lacks its maps or its hostports chain"]
-    rules = st.chains.get(owner.hostport_chain)
-    if rules is None:
-        return [f"chain {owner.hostport_chain} of {owner.tag} is missing"]
-    have = dnat_targets(rules)
-    marks = sum(1 for r in rules if any(isinstance(e, dict) and isinstance(e.get("jump"), dict) and
-                                        e["jump"].get("target") == f"{SETMARK_PREFIX}{spec.mark_bit}"
-                                        for e in r.get("expr", [])))
+    if set(MAP_TYPES) - set(st.maps) or "hostports" not in st.chains or st.sets != {OWNERS, OWNED}:
+        return [f"table {T} lacks its maps, sets or its hostports chain"]
     problems = []
+    if st.owners.get(owner_key(owner)) != owner.tag:
+        problems.append(f"{OWNERS} element of {owner.tag} is missing")
     for m in spec.mappings:
         name, key = map_name(m), mapping_key_parts(m)
-        if (name, key, str(m.container_ip), m.container_port) not in have:
-            problems.append(f"dnat rule for {m.describe()} -> {_target(m)} is missing")
-        if st.maps.get(name, {}).get(key, (None, ""))[0] != owner.hostport_chain:
-            problems.append(f"{name} element {' . '.join(key)} -> {owner.hostport_chain} is missing")
-    want_marks = sum(len(spec.masq_sources(m.version)) for m in spec.mappings)
-    if marks < want_marks:
-        problems.append(f"{want_marks - marks} masquerade mark rule(s) are missing")
+        c = profile_chain(spec, name)
+        target, comment = st.maps.get(name, {}).get(key, (None, ""))
+        if target != c or comment != owner.tag:
+            problems.append(f"{name} element {' . '.join(key)} -> {c} is missing")
+        elif len(st.chains.get(c, [])) != len(profile_rules(spec, name)):
+            problems.append(f"chain {c} ({len(profile_rules(spec, name))} rules for {m.describe()}) is missing "
+                            "or was changed")
+        dnat, comment = st.maps.get(dnat_map(name), {}).get(key, (None, ""))
+        if dnat != f"{m.container_ip} {m.container_port}" or comment != owner.tag:
+            problems.append(f"dnat for {m.describe()} -> {_target(m).replace(' . ', ':')} is missing")
     return problems
 
 
@@ -337,23 +418,19 @@ class NftHostPorts(HostPorts):
     def _fail(self, rc: int, err: bytes, req: str) -> CNIError:
         return self.b.batch_error(rc, err, req, json=False)
 
-    def _read(self, st: Listing, *what: str) -> bool:
-        doc = self.b.list_json(*what)
+    def _state(self) -> Listing | None:
+        doc = self.b.list_json("table", FAMILY, TABLE)
         if doc is None:
-            return False
-        st.merge(doc)
-        return True
-
-    def _read_maps(self, st: Listing) -> None:
-        for name in MAP_TYPES:
-            self._read(st, "map", FAMILY, TABLE, name)
-
-    def _mark_bits(self, spec: HostPortSpec) -> set[int]:
-        """Bits whose mark chain exists (read only when the skeleton is (re)written) plus ours."""
+            return None
         st = Listing()
-        self._read(st, "chains", FAMILY)
+        st.merge(doc)
+        return st
+
+    @staticmethod
+    def _mark_bits(spec: HostPortSpec, st: Listing | None) -> set[int]:
+        """Bits whose mark chain exists plus ours (the skeleton rewrites postrouting)."""
         bits = {spec.mark_bit, 13}
-        for name in st.chains:
+        for name in (st.chains if st is not None else ()):
             if name.startswith(SETMARK_PREFIX) and name[len(SETMARK_PREFIX):].isdigit():
                 bits.add(int(name[len(SETMARK_PREFIX):]))
         return bits
@@ -362,57 +439,52 @@ class NftHostPorts(HostPorts):
         check_conditions(spec)
         with Lock(LOCK_NAME):
             if not spec.mappings:
-                self._delete(owner)
+                self._delete(owner, None)
                 return
-            rc, err, req = self._apply(owner_lines(owner, spec, create=True))
-            if rc != 0 and ENOENT in err:  # first owner, a new mark bit, or a damaged table
-                rc, err, req = self._apply(skeleton(self._mark_bits(spec)) + owner_lines(owner, spec, create=True))
-            if rc != 0 and EEXIST in err:  # re-ADD, or a key another owner holds
-                st = Listing()
-                self._read(st, "chain", FAMILY, TABLE, owner.hostport_chain)
-                self._read_maps(st)
+            rc, err, req = self._apply(owner_lines(owner, spec))
+            if rc != 0 and (ENOENT in err or EEXIST in err):
+                # ENOENT: first owner, a new profile or mark bit, or a damaged table;
+                # EEXIST: a re-ADD, or a key another owner holds. Read, then one exact batch.
+                st = self._state() or Listing()
                 errors = conflicts(owner, spec, st)
                 if errors:
                     raise errors[0]
-                rc, err, req = self._apply(plan_replace(owner, spec, st))
+                rc, err, req = self._apply(plan_replace(owner, spec, st, self._mark_bits(spec, st)))
             if rc != 0:
                 raise self._fail(rc, err, req)
 
-    def delete(self, owner: Owner) -> None:
+    def delete(self, owner: Owner, spec: HostPortSpec | None = None) -> None:
         with Lock(LOCK_NAME):
-            self._delete(owner)
+            self._delete(owner, spec if spec is not None and spec.mappings else None)
 
-    def _delete(self, owner: Owner) -> None:
-        st = Listing()
-        if not self._read(st, "chain", FAMILY, TABLE, owner.hostport_chain):
-            return
-        rc, err, req = self._apply(plan_del(owner, st.chains.get(owner.hostport_chain, [])))
-        if rc != 0 and (ENOENT in err or EBUSY in err):  # the table was edited behind our back
-            st = Listing()
-            if not self._read(st, "chain", FAMILY, TABLE, owner.hostport_chain):
+    def _delete(self, owner: Owner, spec: HostPortSpec | None) -> None:
+        if spec is not None:
+            rc, err, req = self._apply(del_fast_lines(owner, spec))
+            if rc == 0:
                 return
-            self._read_maps(st)
-            rc, err, req = self._apply(drop_chains({owner.hostport_chain}, st))
-        if rc != 0:
-            raise self._fail(rc, err, req)
+            if ENOENT not in err:
+                raise self._fail(rc, err, req)
+        for attempt in range(2):  # a second read if the table changed behind our back
+            st = self._state()
+            lines = plan_del_exact(owner, st) if st is not None else []
+            if not lines:
+                return
+            rc, err, req = self._apply(lines)
+            if rc == 0:
+                return
+            if not (ENOENT in err or EBUSY in err) or attempt:
+                raise self._fail(rc, err, req)
 
     def check(self, owner: Owner, spec: HostPortSpec) -> None:
-        st = Listing()
-        if self._read(st, "chain", FAMILY, TABLE, "hostports"):
-            self._read(st, "chain", FAMILY, TABLE, owner.hostport_chain)
-            self._read_maps(st)
-        problems = check_problems(owner, spec, st)
+        problems = check_problems(owner, spec, self._state() or Listing())
         if problems:
             raise CNIError(MISSING, f"nftables host ports of {owner.tag}: {'; '.join(problems)}")
 
     def gc(self, network: str, keep: set[tuple[str, str]]) -> None:
         with Lock(LOCK_NAME):
-            st = Listing()
-            if not self._read(st, "chains", FAMILY):
-                return
-            if "hostports" not in st.chains:
+            st = self._state()
+            if st is None or "hostports" not in st.chains:
                 return  # no table of ours here
-            self._read_maps(st)
             lines = plan_gc(network, keep, st)
             if lines:
                 rc, err, req = self._apply(lines)

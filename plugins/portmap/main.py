@@ -103,14 +103,30 @@ def _flush_udp(spec) -> None:
 
 def cmd_del(cmd: skel.CmdArgs) -> None:
     """Remove the attachment's mappings from every backend that may hold them; needs
-    neither prevResult nor the mappings (the owner names them)."""
+    neither prevResult nor the mappings (the owner names them). When the runtime passes
+    both, as libcni does, they spare the nftables backend a read (it checks that they
+    name exactly the owner's state before deleting anything)."""
     from cnilib import firewall
 
     from . import config
 
     cfg = config.load(cmd, strict=False)
     owner = _owner(cmd)
-    firewall.on_every_backend(cfg.firewall_backend(), lambda b: b.hostports().delete(owner), "portmap: DEL")
+    known = _known_spec(cmd, cfg)
+    firewall.on_every_backend(cfg.firewall_backend(), lambda b: b.hostports().delete(owner, known), "portmap: DEL")
+
+
+def _known_spec(cmd: skel.CmdArgs, cfg: "PortMapConf"):
+    """What ADD installed, from runtimeConfig and prevResult; None when either is missing
+    or unreadable (DEL never fails for them)."""
+    from . import config
+
+    if cmd.conf.raw_prev_result is None:
+        return None
+    try:
+        return config.spec(cfg, config.container_addresses(cmd.conf.prev_result(), cmd.ifname))
+    except CNIError:
+        return None
 
 
 def cmd_check(cmd: skel.CmdArgs) -> None:
