@@ -33,12 +33,13 @@ exec with no read: delete ``owned {H . F}``, ``owners {H}`` and the source eleme
 proof makes it exact: if the owner's state is not exactly what F says (a source was taken
 over, the table edited, a different prevResult), the transaction fails with ENOENT before
 anything changes, and DEL falls back to reading the table and deleting every element
-commented with the owner's tag. Subnet chains stay when their last user leaves through
-the fast path, inert (nothing jumps to them) like the skeleton, and are reused by the
-next ADD on that subnet; the reading DEL and GC delete the ones no element jumps to.
-(Deleting them in the fast path would cost a second transaction on every DEL: the kernel
-refuses a chain still in use only by failing the whole transaction, and a deleting or
-failed transaction waits for an RCU grace period, ~15 ms here; creating elements ~5.)
+commented with the owner's tag. The owner's subnet chains are deleted in the same
+transaction, which the kernel refuses (EBUSY) while another owner's element jumps to them;
+then the elements alone go, in a second exec: the last attachment of a subnet takes its
+chain along, so nothing of ours but the skeleton outlives the last container. (That second
+exec is the price: the kernel reports a chain in use only by failing the transaction, and
+a deleting or failed transaction waits for an RCU grace period, ~15 ms here; creating
+elements takes ~5.) The reading DEL and GC also drop subnet chains no element jumps to.
 """
 
 from __future__ import annotations
@@ -172,13 +173,18 @@ def plan_add(owner: Owner, rules: list[MasqRule], init: bool = False) -> list[di
     return (skeleton() + subnet_chains(rules) if init else []) + owner_objects(owner, rules)
 
 
-def plan_del_fast(owner: Owner, rules: list[MasqRule]) -> list[dict]:
-    """DEL without a read: fails (ENOENT) unless the owner's state is exactly ``rules``."""
+def plan_del_fast(owner: Owner, rules: list[MasqRule], drop_chains: bool = True) -> list[dict]:
+    """DEL without a read: fails (ENOENT) unless the owner's state is exactly ``rules``.
+    With ``drop_chains`` the owner's subnet chains go too, which fails (EBUSY) while
+    another owner's element still jumps to one of them."""
     h = owner_key(owner)
     cmds: list[dict] = [{"delete": {"element": _obj(name=OWNED, elem=[{"concat": [h, sources_key(rules)]}])}},
                         {"delete": {"element": _obj(name=OWNERS, elem=[h])}}]
     for r in normalize(rules):
         cmds.append({"delete": {"element": _obj(name=MAPS[r.version], elem=[str(r.source)])}})
+    if drop_chains:
+        for c in sorted({subnet_chain(r) for r in rules}):
+            cmds += [{"flush": {"chain": _obj(name=c)}}, {"delete": {"chain": _obj(name=c)}}]
     return cmds
 
 
@@ -493,6 +499,8 @@ class NftBackend(Backend):
     def _delete(self, owner: Owner, rules: list[MasqRule] | None) -> None:
         if rules:
             rc, err, req = self._apply(plan_del_fast(owner, rules))
+            if rc != 0 and EBUSY in err and ENOENT not in err:  # other owners still use the subnet chain
+                rc, err, req = self._apply(plan_del_fast(owner, rules, drop_chains=False))
             if rc == 0:
                 return
             if ENOENT not in err:

@@ -54,13 +54,14 @@ EEXIST means a re-ADD or a conflict: the table is read, a conflict reported, or 
 owner's state replaced exactly. DEL knowing the mappings (runtimeConfig and prevResult,
 which runtimes pass on DEL) is one exec with no read: the proof ``owned {H . F}`` goes in
 the same transaction, so unless the owner's keys are exactly those, nothing changes and
-DEL reads the table and deletes every element commented with the owner's tag. Profile
-chains stay when their last user leaves through that fast path, inert (nothing jumps to
-them) like the skeleton, and are reused by the network's next ADD; the reading DEL and GC
-delete the ones no element jumps to. (Deleting them in the fast path would cost a second
-transaction on every DEL: the kernel refuses a chain still in use only by failing the
-whole transaction, and any deleting or failed transaction waits for an RCU grace period,
-~15 ms here, where an ADD's element creation takes ~5.)
+DEL reads the table and deletes every element commented with the owner's tag. The
+owner's profile chains are deleted in the same transaction, which the kernel refuses
+(EBUSY) while another owner's element jumps to them; then the elements alone go, in a
+second exec: the last user of a profile takes its chain along, so after the last
+container's DEL only the skeleton is left. (The kernel reports a chain in use only by
+failing the transaction, and a deleting or failed transaction waits for an RCU grace
+period, ~15 ms here, where an ADD's element creation takes ~5.) GC and the reading DEL
+also drop profile chains no element jumps to.
 """
 
 from __future__ import annotations
@@ -213,13 +214,18 @@ def owner_lines(owner: Owner, spec: HostPortSpec, verb: str = "create") -> list[
     return out
 
 
-def del_fast_lines(owner: Owner, spec: HostPortSpec) -> list[str]:
-    """DEL without a read: fails (ENOENT) unless the owner's keys are exactly ``spec``'s."""
+def del_fast_lines(owner: Owner, spec: HostPortSpec, drop_chains: bool = True) -> list[str]:
+    """DEL without a read: fails (ENOENT) unless the owner's keys are exactly ``spec``'s.
+    With ``drop_chains`` the owner's profile chains go too, which fails (EBUSY) while
+    another owner's element still jumps to one of them."""
     h = owner_key(owner)
     out = [f"delete element {T} {OWNED} {{ {h} . {keys_key(spec)} }}", f"delete element {T} {OWNERS} {{ {h} }}"]
     for m in spec.mappings:
         name, key = map_name(m), element_key(m)
         out += [f"delete element {T} {name} {{ {key} }}", f"delete element {T} {dnat_map(name)} {{ {key} }}"]
+    if drop_chains:
+        for c in sorted({profile_chain(spec, map_name(m)) for m in spec.mappings}):
+            out += [f"flush chain {T} {c}", f"delete chain {T} {c}"]
     return out
 
 
@@ -460,6 +466,8 @@ class NftHostPorts(HostPorts):
     def _delete(self, owner: Owner, spec: HostPortSpec | None) -> None:
         if spec is not None:
             rc, err, req = self._apply(del_fast_lines(owner, spec))
+            if rc != 0 and EBUSY in err and ENOENT not in err:  # other owners still use a profile chain
+                rc, err, req = self._apply(del_fast_lines(owner, spec, drop_chains=False))
             if rc == 0:
                 return
             if ENOENT not in err:
