@@ -1,8 +1,8 @@
 """What happens inside the container's network namespace (run through ``netns.run_in``).
 
 ``configure`` is the reference's sysctl block plus ipam.ConfigureIface: accept_dad /
-enhanced_dad, arp_notify, link up, disable_ipv6=0 and keep_addr_on_down=1 where IPv6 is
-used, addresses, routes (a route without gw goes via the family's first gateway), and a
+enhanced_dad, arp_notify, disable_ipv6=0 and keep_addr_on_down=1 where IPv6 is used,
+addresses, link up, routes (a route without gw goes via the family's first gateway), and a
 wait for tentative IPv6 addresses (DADFAILED is an error). ``inspect`` reads back what
 CHECK compares. The netlink socket is the one opened in this namespace by the caller.
 """
@@ -34,7 +34,6 @@ def configure(sock: "nl.Socket", ifname: str, index: int, result: "Result | None
     else:
         sysctl.try_set(f"net/ipv6/conf/{ifname}/accept_dad", "0")
     sysctl.try_set(f"net/ipv4/conf/{ifname}/arp_notify", "1")
-    link.set_link(sock, index, up=True)
 
     gw = {4: None, 6: None}
     v6 = False
@@ -54,6 +53,12 @@ def configure(sock: "nl.Socket", ifname: str, index: int, result: "Result | None
             raise CNIError(999, f"failed to add IP address {ipc.address} to {ifname!r}: {e.strerror}") from None
         if ipc.gateway is not None and gw[ipc.gateway.version] is None:
             gw[ipc.gateway.version] = ipc.gateway
+    # Up only once addressed, as the reference: arp_notify then announces the address
+    # (gratuitous ARP), and the kernel's work for a link coming up no longer delays our
+    # address requests (IPv6 link-local DAD completion runs under the global rtnl lock and
+    # sends the first MLD report, which a bridge without a querier floods to every port:
+    # with 500 pods our address add waited ~5 ms for it, measured).
+    link.set_link(sock, index, up=True)
     if v6:
         settle(sock, ifname, index)
     for r in result.routes:
