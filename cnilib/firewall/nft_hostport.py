@@ -48,10 +48,11 @@ the reference's nftables backend they sit in shared, flushed chains).
 
 Requests are written in nft's text syntax (the conditions are nft text by definition) and
 fed to ``nft -f``; reads use ``nft -j list table``. ADD is one exec (``create`` of the
-owner's elements, marker and proof) when nothing of it exists; ENOENT means the table, a
-profile chain or a mark chain is missing: they are written in the same transaction;
-EEXIST means a re-ADD or a conflict: the table is read, a conflict reported, or the
-owner's state replaced exactly. DEL knowing the mappings (runtimeConfig and prevResult,
+owner's elements, marker and proof) when nothing of it exists; ENOENT means a profile
+chain is missing (the first owner of a profile): it goes in with the elements, a second
+exec; ENOENT again means the table or a mark chain is missing, and EEXIST a re-ADD or a
+conflict: then the table is read, a conflict reported, or the skeleton and the owner's
+state written exactly. DEL knowing the mappings (runtimeConfig and prevResult,
 which runtimes pass on DEL) is one exec with no read: the proof ``owned {H . F}`` goes in
 the same transaction, so unless the owner's keys are exactly those, nothing changes and
 DEL reads the table and deletes every element commented with the owner's tag. The
@@ -141,12 +142,14 @@ def is_profile_chain(name: str) -> bool:
     return is_owner_chain(name, PROFILE_PREFIX)
 
 
-def profile_lines(spec: HostPortSpec) -> list[str]:
-    """Every profile chain ``spec`` uses, (re)written: add, flush, its rules."""
+def profile_lines(spec: HostPortSpec, fresh: bool = False) -> list[str]:
+    """Every profile chain ``spec`` uses, (re)written: add, flush, its rules; with
+    ``fresh``, created (EEXIST if one exists) without the flush, which would cost the
+    transaction an RCU grace period."""
     out: list[str] = []
     for name in sorted({map_name(m) for m in spec.mappings}):
         c = profile_chain(spec, name)
-        out += [f"add chain {T} {c}", f"flush chain {T} {c}"]
+        out += [f"create chain {T} {c}"] if fresh else [f"add chain {T} {c}", f"flush chain {T} {c}"]
         out += [f"add rule {T} {c} {r}" for r in profile_rules(spec, name)]
     return out
 
@@ -448,9 +451,11 @@ class NftHostPorts(HostPorts):
                 self._delete(owner, None)
                 return
             rc, err, req = self._apply(owner_lines(owner, spec))
+            if rc != 0 and ENOENT in err:  # the first owner of a profile: its chain goes in with the elements
+                rc, err, req = self._apply(profile_lines(spec, fresh=True) + owner_lines(owner, spec))
             if rc != 0 and (ENOENT in err or EEXIST in err):
-                # ENOENT: first owner, a new profile or mark bit, or a damaged table;
-                # EEXIST: a re-ADD, or a key another owner holds. Read, then one exact batch.
+                # ENOENT: no table yet, a new mark bit, or a damaged table; EEXIST: a
+                # re-ADD, or a key another owner holds. Read, then one exact batch.
                 st = self._state() or Listing()
                 errors = conflicts(owner, spec, st)
                 if errors:
