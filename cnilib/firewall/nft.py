@@ -229,10 +229,6 @@ class State:
             return False
         return [r.get("expr") for r in self.chains.get(BASE_CHAIN, [])] == [dispatch_expr(4), dispatch_expr(6)]
 
-    def targets(self) -> set[str]:
-        """Every chain some map element jumps to."""
-        return {t for elems in self.maps.values() for t, _c in elems.values() if t}
-
 
 def _key(text: object) -> str | None:
     try:
@@ -241,7 +237,7 @@ def _key(text: object) -> str | None:
         return None
 
 
-def _set_elements(s: dict):
+def set_elements(s: dict):
     """(key as listed, comment) of every element of a listed set."""
     for e in s.get("elem", []) or []:
         comment = ""
@@ -271,10 +267,10 @@ def parse_listing(doc: object, st: State | None = None) -> State:
         elif kind == "map":
             version = {"src4": 4, "src6": 6}.get(obj.get("name", ""))
             if version is not None:
-                verdict_map_elements(obj, _key, st.maps.setdefault(version, {}))
+                map_elements(obj, _key, st.maps.setdefault(version, {}))
         elif kind == "set" and obj.get("name") in (OWNERS, OWNED):
             st.sets.add(obj["name"])
-            for val, comment in _set_elements(obj):
+            for val, comment in set_elements(obj):
                 if obj["name"] == OWNERS:
                     k = _key(val)
                     if k is not None:
@@ -286,8 +282,13 @@ def parse_listing(doc: object, st: State | None = None) -> State:
     return st
 
 
-def verdict_map_elements(m: dict, key_of, into: dict) -> dict:
-    """The elements of a listed verdict map as ``key_of(listed key) -> (jump target or None,
+def jump_target(data: object) -> str | None:
+    """A listed verdict map element's jump target (None for any other verdict)."""
+    return data.get("jump", {}).get("target") if isinstance(data, dict) else None
+
+
+def map_elements(m: dict, key_of, into: dict, data_of=jump_target) -> dict:
+    """The elements of a listed map as ``key_of(listed key) -> (data_of(listed data),
     comment)``, added to ``into``; keys ``key_of`` maps to None are skipped."""
     for pair in m.get("elem", []) or []:
         if not (isinstance(pair, list) and len(pair) == 2):
@@ -298,9 +299,8 @@ def verdict_map_elements(m: dict, key_of, into: dict) -> dict:
             comment = k["elem"].get("comment", "")
             k = k["elem"].get("val")
         key = key_of(k)
-        target = data.get("jump", {}).get("target") if isinstance(data, dict) else None
         if key is not None:
-            into[key] = (target, comment)
+            into[key] = (data_of(data), comment)
     return into
 
 
@@ -348,12 +348,11 @@ def _drop_elements(st: State, doomed_tags: set[str], extra_sources: set[tuple[in
     return cmds
 
 
-def _unused_chains(st: State, gone_tags: set[str], gone_sources: set[tuple[int, str]] = frozenset(),
-                   keep: set[str] = frozenset()) -> list[dict]:
+def _unused_chains(st: State, gone_tags: set[str], gone_sources: set[tuple[int, str]] = frozenset()) -> list[dict]:
     """Delete subnet chains (and owner chains of the previous layout) that no element jumps
     to once the elements of ``gone_tags`` and ``gone_sources`` are gone."""
     used = {t for v, elems in st.maps.items() for k, (t, c) in elems.items()
-            if t and c not in gone_tags and (v, k) not in gone_sources} | keep
+            if t and c not in gone_tags and (v, k) not in gone_sources}
     cmds: list[dict] = []
     for name in sorted(st.chains):
         if (is_subnet_chain(name) or is_owner_chain(name)) and name not in used:
@@ -405,6 +404,33 @@ def check_problems(owner: Owner, rules: list[MasqRule], st: State) -> list[str]:
         elif (r.version, r.subnet) not in {subnet_rule_meaning(x) for x in st.chains.get(c, [])}:
             problems.append(f"masquerade rule for {r.subnet} (chain {c}, for {r.source}) is missing")
     return problems
+
+
+# ---- the delete path both tables share ----
+
+def run_delete(apply, fail, fast, exact) -> None:
+    """DEL of one owner: ``fast(drop_chains)`` (no read; None when the caller does not know
+    the owner's state) first, the same without the shared chains if the kernel says another
+    owner still uses one (EBUSY), else ``exact()`` (a read, then a plan; empty: nothing
+    there), re-read once if the table changed in between. ``apply`` runs a request and
+    returns (status, stderr, request text); ``fail`` makes the CNIError."""
+    if fast is not None:
+        rc, err, req = apply(fast(True))
+        if rc != 0 and EBUSY in err and ENOENT not in err:
+            rc, err, req = apply(fast(False))
+        if rc == 0:
+            return
+        if ENOENT not in err:  # ENOENT: the proof failed, the owner's state is not what we were told
+            raise fail(rc, err, req)
+    for attempt in range(2):
+        cmds = exact()
+        if not cmds:
+            return
+        rc, err, req = apply(cmds)
+        if rc == 0:
+            return
+        if not (ENOENT in err or EBUSY in err) or attempt:
+            raise fail(rc, err, req)
 
 
 # ---- the backend ----
@@ -507,24 +533,8 @@ class NftBackend(Backend):
             self._delete(owner, normalize(rules) if rules else None)
 
     def _delete(self, owner: Owner, rules: list[MasqRule] | None) -> None:
-        if rules:
-            rc, err, req = self._apply(plan_del_fast(owner, rules))
-            if rc != 0 and EBUSY in err and ENOENT not in err:  # other owners still use the subnet chain
-                rc, err, req = self._apply(plan_del_fast(owner, rules, drop_chains=False))
-            if rc == 0:
-                return
-            if ENOENT not in err:
-                raise self._fail(rc, err, req)
-        for attempt in range(2):  # a second read if the table changed behind our back
-            st = self._state()
-            cmds = plan_del_exact(owner, st) if st is not None else []
-            if not cmds:
-                return
-            rc, err, req = self._apply(cmds)
-            if rc == 0:
-                return
-            if not (ENOENT in err or EBUSY in err) or attempt:
-                raise self._fail(rc, err, req)
+        fast = (lambda drop: plan_del_fast(owner, rules, drop)) if rules else None
+        run_delete(self._apply, self._fail, fast, lambda: plan_del_exact(owner, self._state() or State()))
 
     def check_masquerade(self, owner: Owner, rules: list[MasqRule]) -> None:
         problems = check_problems(owner, normalize(rules), self._state() or State())

@@ -87,7 +87,6 @@ _NFPROTO = {4: "ipv4", 6: "ipv6"}
 SETMARK_PREFIX = "setmark-"
 ENOENT = b"No such file or directory"
 EEXIST = b"File exists"
-EBUSY = b"Device or resource busy"
 # Characters that would end or comment out the rule a condition is spliced into.
 _CONDITION_FORBIDDEN = (";", "#", "\n", "\r")
 
@@ -156,20 +155,16 @@ def profile_lines(spec: HostPortSpec, fresh: bool = False) -> list[str]:
 
 # ---- owner keys ----
 
-def hash128(text: str) -> str:
-    """128 bits of SHA-256 of ``text`` as an IPv6 address text (the sets' key type)."""
-    from cnilib.ip import parse_ip
-
-    h = sha256_hex(text)[:32]
-    return str(parse_ip(":".join(h[i:i + 4] for i in range(0, 32, 4))))
-
-
 def owner_key(owner: Owner) -> str:
+    from cnilib.firewall.nft import hash128
+
     return hash128("hostport-owner:" + owner.tag)
 
 
 def keys_key(spec: HostPortSpec) -> str:
     """F: the owner's element keys, as the second half of its ``owned`` key."""
+    from cnilib.firewall.nft import hash128
+
     return hash128("hostport-keys:" + ",".join(sorted(f"{map_name(m)}:{element_key(m)}" for m in spec.mappings)))
 
 
@@ -268,40 +263,26 @@ class Listing:
         self.chains.setdefault(obj.get("chain", ""), []).append(obj)
 
     def _map(self, obj: dict) -> None:
+        from cnilib.firewall.nft import map_elements
+
         name = obj.get("name", "")
         if name in MAP_TYPES:
-            from cnilib.firewall.nft import verdict_map_elements
-
-            verdict_map_elements(obj, _listed_key, self.maps.setdefault(name, {}))
+            map_elements(obj, _listed_key, self.maps.setdefault(name, {}))
         elif name.startswith("dnat-") and name[5:] in MAP_TYPES:
-            into = self.maps.setdefault(name, {})
-            for pair in obj.get("elem", []) or []:
-                if not (isinstance(pair, list) and len(pair) == 2):
-                    continue
-                k, data = pair
-                comment = ""
-                if isinstance(k, dict) and isinstance(k.get("elem"), dict):
-                    comment = k["elem"].get("comment", "")
-                    k = k["elem"].get("val")
-                key = _listed_key(k)
-                if key is not None:
-                    into[key] = (_dnat_text(data), comment)
+            map_elements(obj, _listed_key, self.maps.setdefault(name, {}), _dnat_text)
 
     def _set(self, obj: dict) -> None:
-        from cnilib.firewall.nft import _set_elements
+        from cnilib.firewall.nft import set_elements
 
         name = obj.get("name")
         if name not in (OWNERS, OWNED):
             return
         self.sets.add(name)
-        for val, comment in _set_elements(obj):
+        for val, comment in set_elements(obj):
             if name == OWNERS:
                 self.owners[_norm_part(val)] = comment
             elif isinstance(val, dict) and isinstance(val.get("concat"), list) and len(val["concat"]) == 2:
                 self.owned[(_norm_part(val["concat"][0]), _norm_part(val["concat"][1]))] = comment
-
-    def targets(self) -> set[str]:
-        return {t for name, elems in self.maps.items() if name in MAP_TYPES for t, _c in elems.values() if t}
 
 
 def _listed_key(k: object) -> tuple | None:
@@ -351,11 +332,11 @@ def _drop_elements(st: Listing, doomed: set[str]) -> list[str]:
     return lines
 
 
-def _unused_chains(st: Listing, gone: set[str], keep: set[str] = frozenset()) -> list[str]:
+def _unused_chains(st: Listing, gone: set[str]) -> list[str]:
     """Delete profile chains (and owner chains of the previous layout) that no element
     jumps to once the elements of the ``gone`` tags are deleted."""
     used = {t for name, elems in st.maps.items() if name in MAP_TYPES
-            for t, c in elems.values() if t and c not in gone} | keep
+            for t, c in elems.values() if t and c not in gone}
     lines = []
     for c in sorted(st.chains):
         if (is_profile_chain(c) or is_owner_chain(c, HOSTPORT_CHAIN_PREFIX)) and c not in used:
@@ -469,24 +450,10 @@ class NftHostPorts(HostPorts):
             self._delete(owner, spec if spec is not None and spec.mappings else None)
 
     def _delete(self, owner: Owner, spec: HostPortSpec | None) -> None:
-        if spec is not None:
-            rc, err, req = self._apply(del_fast_lines(owner, spec))
-            if rc != 0 and EBUSY in err and ENOENT not in err:  # other owners still use a profile chain
-                rc, err, req = self._apply(del_fast_lines(owner, spec, drop_chains=False))
-            if rc == 0:
-                return
-            if ENOENT not in err:
-                raise self._fail(rc, err, req)
-        for attempt in range(2):  # a second read if the table changed behind our back
-            st = self._state()
-            lines = plan_del_exact(owner, st) if st is not None else []
-            if not lines:
-                return
-            rc, err, req = self._apply(lines)
-            if rc == 0:
-                return
-            if not (ENOENT in err or EBUSY in err) or attempt:
-                raise self._fail(rc, err, req)
+        from cnilib.firewall.nft import run_delete
+
+        fast = (lambda drop: del_fast_lines(owner, spec, drop)) if spec is not None else None
+        run_delete(self._apply, self._fail, fast, lambda: plan_del_exact(owner, self._state() or Listing()))
 
     def check(self, owner: Owner, spec: HostPortSpec) -> None:
         problems = check_problems(owner, spec, self._state() or Listing())
