@@ -237,20 +237,36 @@ def _key(text: object) -> str | None:
         return None
 
 
-def set_elements(s: dict):
-    """(key as listed, comment) of every element of a listed set."""
+def _unwrap(e: object) -> tuple[object, str]:
+    """(key, comment) of a listed element key: nft wraps a key with a comment in ``elem``."""
+    if isinstance(e, dict) and isinstance(e.get("elem"), dict):
+        return e["elem"].get("val"), e["elem"].get("comment", "")
+    return e, ""
+
+
+def read_owner_set(s: dict, owners: dict, owned: dict, key_of) -> bool:
+    """Add a listed ``owners`` (H -> comment) or ``owned`` ((H, F) -> comment) set, the
+    marker and proof sets both tables keep, to ``owners``/``owned``; False for any other set.
+    ``key_of`` turns a listed address into our text form (None: skipped)."""
+    name = s.get("name")
+    if name not in (OWNERS, OWNED):
+        return False
     for e in s.get("elem", []) or []:
-        comment = ""
-        if isinstance(e, dict) and isinstance(e.get("elem"), dict):
-            comment = e["elem"].get("comment", "")
-            e = e["elem"].get("val")
-        yield e, comment
+        val, comment = _unwrap(e)
+        if name == OWNERS:
+            k = key_of(val)
+            if k is not None:
+                owners[k] = comment
+        elif isinstance(val, dict) and isinstance(val.get("concat"), list) and len(val["concat"]) == 2:
+            h, f = (key_of(x) for x in val["concat"])
+            if h is not None and f is not None:
+                owned[(h, f)] = comment
+    return True
 
 
-def parse_listing(doc: object, st: State | None = None) -> State:
-    """A State from nft's JSON listing (anything not in our table is ignored); with ``st``,
-    the listing is merged into it."""
-    st = State() if st is None else st
+def parse_listing(doc: object) -> State:
+    """A State from nft's JSON listing (anything not in our table is ignored)."""
+    st = State()
     items = doc.get("nftables", []) if isinstance(doc, dict) else []
     for item in items:
         if not isinstance(item, dict):
@@ -268,17 +284,8 @@ def parse_listing(doc: object, st: State | None = None) -> State:
             version = {"src4": 4, "src6": 6}.get(obj.get("name", ""))
             if version is not None:
                 map_elements(obj, _key, st.maps.setdefault(version, {}))
-        elif kind == "set" and obj.get("name") in (OWNERS, OWNED):
+        elif kind == "set" and read_owner_set(obj, st.owners, st.owned, _key):
             st.sets.add(obj["name"])
-            for val, comment in set_elements(obj):
-                if obj["name"] == OWNERS:
-                    k = _key(val)
-                    if k is not None:
-                        st.owners[k] = comment
-                elif isinstance(val, dict) and isinstance(val.get("concat"), list) and len(val["concat"]) == 2:
-                    h, f = (_key(x) for x in val["concat"])
-                    if h is not None and f is not None:
-                        st.owned[(h, f)] = comment
     return st
 
 
@@ -293,14 +300,10 @@ def map_elements(m: dict, key_of, into: dict, data_of=jump_target) -> dict:
     for pair in m.get("elem", []) or []:
         if not (isinstance(pair, list) and len(pair) == 2):
             continue
-        k, data = pair
-        comment = ""
-        if isinstance(k, dict) and isinstance(k.get("elem"), dict):
-            comment = k["elem"].get("comment", "")
-            k = k["elem"].get("val")
+        k, comment = _unwrap(pair[0])
         key = key_of(k)
         if key is not None:
-            into[key] = (data_of(data), comment)
+            into[key] = (data_of(pair[1]), comment)
     return into
 
 
@@ -348,11 +351,10 @@ def _drop_elements(st: State, doomed_tags: set[str], extra_sources: set[tuple[in
     return cmds
 
 
-def _unused_chains(st: State, gone_tags: set[str], gone_sources: set[tuple[int, str]] = frozenset()) -> list[dict]:
+def _unused_chains(st: State, gone_tags: set[str]) -> list[dict]:
     """Delete subnet chains (and owner chains of the previous layout) that no element jumps
-    to once the elements of ``gone_tags`` and ``gone_sources`` are gone."""
-    used = {t for v, elems in st.maps.items() for k, (t, c) in elems.items()
-            if t and c not in gone_tags and (v, k) not in gone_sources}
+    to once the elements of ``gone_tags`` are gone."""
+    used = {t for elems in st.maps.values() for t, c in elems.values() if t and c not in gone_tags}
     cmds: list[dict] = []
     for name in sorted(st.chains):
         if (is_subnet_chain(name) or is_owner_chain(name)) and name not in used:

@@ -71,6 +71,8 @@ from cnilib.errors import INVALID_CONFIG, CNIError
 from cnilib.firewall.base import (HOSTPORT_CHAIN_PREFIX, MISSING, HostPorts, Lock, Owner, gc_doomed, is_owner_chain,
                                   kept_tags, network_part, sha256_hex)
 from cnilib.firewall.hostport import HostPortSpec, PortMapping, conflict_error
+# The masquerade backend's module: nft_hostport is only reached through it (hostports()).
+from cnilib.firewall.nft import OWNED, OWNERS, hash128, map_elements, read_owner_set, run_delete
 
 FAMILY = "inet"
 TABLE = "cnipy_hostport"
@@ -79,8 +81,6 @@ LOCK_NAME = "cnipy-nft-hostport.lock"
 MAP_TYPES = {"at4": "ipv4_addr . inet_proto . inet_service", "at6": "ipv6_addr . inet_proto . inet_service",
              "any4": "inet_proto . inet_service", "any6": "inet_proto . inet_service"}
 DNAT_DATA = {4: "ipv4_addr . inet_service", 6: "ipv6_addr . inet_service"}
-OWNERS = "owners"
-OWNED = "owned"
 PROFILE_PREFIX = "CNIPP-"
 _IPX = {4: "ip", 6: "ip6"}
 _NFPROTO = {4: "ipv4", 6: "ipv6"}
@@ -156,15 +156,11 @@ def profile_lines(spec: HostPortSpec, fresh: bool = False) -> list[str]:
 # ---- owner keys ----
 
 def owner_key(owner: Owner) -> str:
-    from cnilib.firewall.nft import hash128
-
     return hash128("hostport-owner:" + owner.tag)
 
 
 def keys_key(spec: HostPortSpec) -> str:
     """F: the owner's element keys, as the second half of its ``owned`` key."""
-    from cnilib.firewall.nft import hash128
-
     return hash128("hostport-keys:" + ",".join(sorted(f"{map_name(m)}:{element_key(m)}" for m in spec.mappings)))
 
 
@@ -263,8 +259,6 @@ class Listing:
         self.chains.setdefault(obj.get("chain", ""), []).append(obj)
 
     def _map(self, obj: dict) -> None:
-        from cnilib.firewall.nft import map_elements
-
         name = obj.get("name", "")
         if name in MAP_TYPES:
             map_elements(obj, _listed_key, self.maps.setdefault(name, {}))
@@ -272,17 +266,8 @@ class Listing:
             map_elements(obj, _listed_key, self.maps.setdefault(name, {}), _dnat_text)
 
     def _set(self, obj: dict) -> None:
-        from cnilib.firewall.nft import set_elements
-
-        name = obj.get("name")
-        if name not in (OWNERS, OWNED):
-            return
-        self.sets.add(name)
-        for val, comment in set_elements(obj):
-            if name == OWNERS:
-                self.owners[_norm_part(val)] = comment
-            elif isinstance(val, dict) and isinstance(val.get("concat"), list) and len(val["concat"]) == 2:
-                self.owned[(_norm_part(val["concat"][0]), _norm_part(val["concat"][1]))] = comment
+        if read_owner_set(obj, self.owners, self.owned, _norm_part):
+            self.sets.add(obj["name"])
 
 
 def _listed_key(k: object) -> tuple | None:
@@ -450,8 +435,6 @@ class NftHostPorts(HostPorts):
             self._delete(owner, spec if spec is not None and spec.mappings else None)
 
     def _delete(self, owner: Owner, spec: HostPortSpec | None) -> None:
-        from cnilib.firewall.nft import run_delete
-
         fast = (lambda drop: del_fast_lines(owner, spec, drop)) if spec is not None else None
         run_delete(self._apply, self._fail, fast, lambda: plan_del_exact(owner, self._state() or Listing()))
 
