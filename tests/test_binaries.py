@@ -134,14 +134,25 @@ def _install(src: str, dest: str, force: bool = False) -> subprocess.CompletedPr
                           capture_output=True, text=True, env=env)
 
 
-def test_install_puts_a_versioned_bundle_and_links_and_replaces_them_atomically(our_bin, tmp_path):
+def _dest_with(our_bin: str, tmp_path, name: str, text: str):
+    """An install target (a fresh opt-cni-bin) already holding a foreign file ``name``."""
     _frozen(our_bin)
     dest = tmp_path / "opt-cni-bin"
     dest.mkdir()
-    (dest / "macvlan").write_text("someone else's plugin\n")
+    (dest / name).write_text(text)
+    return dest
+
+
+def _bundles(dest) -> list[str]:
+    """The versioned bundles installed in ``dest``."""
+    return [d for d in os.listdir(dest) if d.startswith(BUNDLE + "-")]
+
+
+def test_install_puts_a_versioned_bundle_and_links_and_replaces_them_atomically(our_bin, tmp_path):
+    dest = _dest_with(our_bin, tmp_path, "macvlan", "someone else's plugin\n")
     p = _install(our_bin, str(dest))
     assert p.returncode == 0, p.stderr
-    bundles = [d for d in os.listdir(dest) if d.startswith(BUNDLE + "-")]
+    bundles = _bundles(dest)
     assert len(bundles) == 1
     for plugin in PLUGINS:
         assert os.readlink(dest / plugin) == f"{bundles[0]}/cnipy"
@@ -150,21 +161,18 @@ def test_install_puts_a_versioned_bundle_and_links_and_replaces_them_atomically(
     assert (dest / "macvlan").read_text() == "someone else's plugin\n"
     # Reinstalling the same build keeps the bundle; a changed build replaces it.
     assert _install(our_bin, str(dest)).returncode == 0
-    assert [d for d in os.listdir(dest) if d.startswith(BUNDLE + "-")] == bundles
+    assert _bundles(dest) == bundles
     changed = tmp_path / "changed"
     shutil.copytree(our_bin, changed, symlinks=True)
     (changed / BUNDLE / "_internal" / "cnipy-marker").write_text("v2\n")
     assert _install(str(changed), str(dest)).returncode == 0
-    after = [d for d in os.listdir(dest) if d.startswith(BUNDLE + "-")]
+    after = _bundles(dest)
     assert len(after) == 1 and after != bundles
     assert os.readlink(dest / "bridge") == f"{after[0]}/cnipy"
 
 
 def test_install_refuses_to_replace_a_foreign_plugin_of_the_same_name(our_bin, tmp_path):
-    _frozen(our_bin)
-    dest = tmp_path / "opt-cni-bin"
-    dest.mkdir()
-    (dest / "bridge").write_text("the distribution's bridge\n")
+    dest = _dest_with(our_bin, tmp_path, "bridge", "the distribution's bridge\n")
     p = _install(our_bin, str(dest))
     assert p.returncode != 0 and "refusing" in p.stderr
     assert (dest / "bridge").read_text() == "the distribution's bridge\n"
