@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnilib import jsonio
+from cnilib import gokeys, jsonio
 from cnilib import version as _version
 from cnilib.errors import DECODE_FAILURE, INVALID_CONFIG, CNIError, invalid_config
 
@@ -15,22 +15,34 @@ def valid_name(s: object) -> bool:
     return isinstance(s, str) and bool(s) and s[0] in _NAME_FIRST and all(c in _NAME_REST for c in s)
 
 
+# The keys of libcni's types.NetConf and of the fields every plugin config shares. Each
+# plugin reads its own keys with its own gokeys.Struct through ``NetConf.read``: no plugin
+# key folds onto one of these, so reading them apart is what Go does with the whole struct.
+BASE = gokeys.Struct("cniVersion", "name", "type", "capabilities", "ipam", "dns", "prevResult",
+                     "runtimeConfig", "args", "cni.dev/valid-attachments", "cni.dev/attachments")
+# GC's attachment entries (libcni's types.GCAttachment).
+ATTACHMENT = gokeys.Struct("containerID", "ifname")
+
+
 class NetConf:
-    """A parsed plugin config. ``data`` keeps every key; known keys get attributes.
+    """A parsed plugin config. ``data`` keeps every key as received; the keys every
+    plugin shares get attributes, matched as Go matches them (``cnilib.gokeys``), so
+    ``"CNIVersion"`` or ``"RuntimeConfig"`` work as with the reference.
 
     ``raw`` is stdin as received: delegated plugins (IPAM) get these exact bytes.
     """
 
-    __slots__ = ("raw", "data", "cni_version", "name", "type", "ipam", "dns",
+    __slots__ = ("raw", "data", "base", "cni_version", "name", "type", "ipam", "dns",
                  "runtime_config", "capabilities", "args", "raw_prev_result")
 
     def __init__(self, raw: bytes, data: dict) -> None:
         self.raw = raw
         self.data = data
-        v = data.get("cniVersion")
+        self.base = base = BASE.read(data)
+        v = base.get("cniVersion")
         self.cni_version: str = v if v else _version.IMPLICIT
-        self.name = data.get("name")
-        self.type = data.get("type")
+        self.name = base.get("name")
+        self.type = base.get("type")
         # Filled in by validate(), after the version check, so that the error order
         # matches libcni's skel: decode (6), name (7), version (1), then other keys (7).
         self.ipam: dict | None = None
@@ -49,10 +61,11 @@ class NetConf:
             raise CNIError(DECODE_FAILURE, "error decoding network config", str(e)) from None
         if not isinstance(data, dict):
             raise CNIError(DECODE_FAILURE, "error decoding network config", "stdin is not a JSON object")
-        v = data.get("cniVersion")
+        conf = cls(raw, data)
+        v = conf.base.get("cniVersion")
         if v is not None and not isinstance(v, str):
             raise CNIError(DECODE_FAILURE, "error decoding network config", f"cniVersion {v!r} is not a string")
-        return cls(raw, data)
+        return conf
 
     def validate_name(self) -> None:
         """Code 7 for a missing or malformed ``name`` (libcni's rule)."""
@@ -67,13 +80,21 @@ class NetConf:
         self.validate_name()
         if self.type is not None and not isinstance(self.type, str):
             raise invalid_config("type", self.type, "must be a string")
-        data = self.data
-        self.ipam = _opt_obj(data, "ipam")
-        self.dns = _opt_obj(data, "dns")
-        self.runtime_config = _opt_obj(data, "runtimeConfig") or {}
-        self.capabilities = _opt_obj(data, "capabilities") or {}
-        self.args = _opt_obj(data, "args") or {}
-        self.raw_prev_result = _opt_obj(data, "prevResult")
+        base = self.base
+        self.ipam = _opt_obj(base, "ipam")
+        self.dns = _opt_obj(base, "dns")
+        self.runtime_config = _opt_obj(base, "runtimeConfig") or {}
+        self.capabilities = _opt_obj(base, "capabilities") or {}
+        self.args = _opt_obj(base, "args") or {}
+        self.raw_prev_result = _opt_obj(base, "prevResult")
+
+    def read(self, struct: gokeys.Struct) -> dict:
+        """The plugin's own top-level keys (``struct``), under their canonical names."""
+        return struct.read(self.data)
+
+    def ipam_type(self) -> object:
+        """``ipam.type`` as given (None when absent); not validated here."""
+        return gokeys.get(self.ipam, "type")
 
     def prev_result(self) -> "Result | None":
         """``prevResult`` parsed (any supported version; none given means the config's)."""
@@ -88,30 +109,32 @@ class NetConf:
         set of (containerID, ifname); None when absent or null, which means: remove nothing.
         Code 7 naming the key for anything but a list of such objects."""
         key = "cni.dev/valid-attachments"
-        obj = self.data.get(key)
+        obj = self.base.get(key)
         if obj is None:
             key = "cni.dev/attachments"
-            obj = self.data.get(key)
+            obj = self.base.get(key)
         if obj is None:
             return None
         if not isinstance(obj, list):
             raise invalid_config(key, obj, "must be a list of {\"containerID\", \"ifname\"} objects")
         out = set()
         for i, a in enumerate(obj):
-            cid = a.get("containerID") if isinstance(a, dict) else None
-            ifn = a.get("ifname") if isinstance(a, dict) else None
+            f = ATTACHMENT.read(a) if isinstance(a, dict) else {}
+            cid, ifn = f.get("containerID"), f.get("ifname")
             if not isinstance(cid, str) or not isinstance(ifn, str):
                 raise invalid_config(f"{key}[{i}]", a, "needs string containerID and ifname")
             out.add((cid, ifn))
         return out
 
     def runtime(self, capability: str) -> object:
-        """``runtimeConfig[capability]`` or None."""
-        return self.runtime_config.get(capability)
+        """``runtimeConfig[capability]`` (Go's key matching: ``PortMappings`` too) or None.
+        The value is as given: its own keys are read with the capability's Struct."""
+        return gokeys.get(self.runtime_config, capability)
 
     def cni_args(self) -> dict:
-        """``args.cni`` (CONVENTIONS.md) as a dict, {} when absent or malformed-empty."""
-        cni = self.args.get("cni")
+        """``args.cni`` (CONVENTIONS.md) as a dict, {} when absent or malformed-empty; its
+        keys as given (read them with a Struct or ``gokeys.get``)."""
+        cni = gokeys.get(self.args, "cni")
         if cni is None:
             return {}
         if not isinstance(cni, dict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import posix
 
-from cnilib import execplugin
+from cnilib import execplugin, gokeys
 from cnilib.errors import INTERNAL, INVALID_CONFIG, CNIError
 
 if False:  # type checking only
@@ -19,13 +19,16 @@ if False:  # type checking only
 
 def plugin_type(cmd: "CmdArgs") -> str:
     """``ipam.type`` of the config; code 7 when it is missing or not a plain name."""
-    ipam = cmd.conf.ipam or {}
-    t = ipam.get("type")
+    t = cmd.conf.ipam_type()
     if not isinstance(t, str) or not t:
         raise CNIError(INVALID_CONFIG, "missing ipam.type")
     if "/" in t or t in (".", ".."):
         raise CNIError(INVALID_CONFIG, f"invalid ipam.type {t!r}: must be a plugin name, not a path")
     return t
+
+
+# libcni's types.Error, read as Go reads it.
+_ERROR = gokeys.Struct("code", "msg", "details")
 
 
 def _exec(cmd: "CmdArgs", command: str, stdin: bytes | None = None) -> bytes:
@@ -56,6 +59,8 @@ def _plugin_error(name: str, out: bytes, err: bytes, rc: int) -> CNIError:
             doc = jsonio.loads(text)
         except jsonio.JSONError:
             doc = None
+        if isinstance(doc, dict):
+            doc = _ERROR.read(doc)
         if isinstance(doc, dict) and isinstance(doc.get("code"), int) and not isinstance(doc.get("code"), bool):
             details = doc.get("details")
             return CNIError(doc["code"], str(doc.get("msg", "")), details if isinstance(details, str) else "")

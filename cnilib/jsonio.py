@@ -21,11 +21,25 @@ class JSONError(ValueError):
     """Input is not one valid JSON document."""
 
 
+def _object(pairs: list) -> dict:
+    # A repeated key goes to the end, so the dict iterates in the order of each key's
+    # last occurrence: Go decodes keys in document order and the last one matching a
+    # field wins, also when a re-cased key sits between two equal ones
+    # ({"a":1,"A":2,"a":3} sets a to 3; see cnilib.gokeys).
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        d = {}
+        for k, v in pairs:
+            d.pop(k, None)
+            d[k] = v
+    return d
+
+
 class _Ctx:
     # The attribute set _json.make_scanner reads from its context object.
     strict = True
     object_hook = None
-    object_pairs_hook = None
+    object_pairs_hook = staticmethod(_object)
     parse_float = float
     parse_int = int
     parse_constant = None

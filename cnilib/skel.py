@@ -210,13 +210,13 @@ def _validate_attachment(cmd: CmdArgs) -> None:
 def _version_answer(plugin: Plugin, stdin: bytes) -> dict:
     asked = plugin.versions[-1]
     if stdin.strip():
-        from cnilib import jsonio
+        from cnilib import gokeys, jsonio
 
         try:
             data = jsonio.loads(stdin)
         except jsonio.JSONError:
             data = None
-        v = data.get("cniVersion") if isinstance(data, dict) else None
+        v = gokeys.get(data, "cniVersion") if isinstance(data, dict) else None
         if isinstance(v, str) and v in plugin.versions:
             asked = v
     return {"cniVersion": asked, "supportedVersions": list(plugin.versions)}

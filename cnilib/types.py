@@ -7,11 +7,13 @@ puts each route under the family of its destination and fails with "cannot conve
 IP addresses" when there is none; 1.x -> 0.3/0.4 adds ``ips[].version`` and keeps only
 ``name``/``mac``/``sandbox`` of interfaces; 1.0.0 <-> 1.1.0 changes only the version string.
 Key order and omitted empty fields follow Go's encoding so output diffs cleanly against the
-reference plugins.
+reference plugins. Keys are read as Go reads them (``cnilib.gokeys``): a prevResult with
+``"IPs"`` or ``"Address"`` parses as libcni parses it, and is printed with canonical keys.
 """
 
 from __future__ import annotations
 
+from cnilib import gokeys
 from cnilib import version as _version
 from cnilib.errors import DECODE_FAILURE, CNIError
 from cnilib.ip import IP, Net, parse_cidr, parse_ip
@@ -66,10 +68,20 @@ def _str_list(obj: dict, key: str, where: str) -> list[str]:
     return list(v)
 
 
-def _dict(v: object, where: str) -> dict:
+def _dict(v: object, where: str, struct: gokeys.Struct | None = None) -> dict:
+    """``v`` as an object; with ``struct``, its fields under their canonical names."""
     if not isinstance(v, dict):
         raise _bad(where, v)
-    return v
+    return v if struct is None else struct.read(v)
+
+
+# The Go structs of libcni's result types (types/100, types/040, types/020).
+RESULT_FIELDS = gokeys.Struct("cniVersion", "interfaces", "ips", "routes", "dns", "ip4", "ip6")
+INTERFACE_FIELDS = gokeys.Struct("name", "mac", "mtu", "sandbox", "socketPath", "pciID")
+IPCONFIG_FIELDS = gokeys.Struct("interface", "address", "gateway", "version")
+IPCONFIG_02_FIELDS = gokeys.Struct("ip", "gateway", "routes")
+ROUTE_FIELDS = gokeys.Struct("dst", "gw", "mtu", "advmss", "priority", "table", "scope")
+DNS_FIELDS = gokeys.Struct("nameservers", "domain", "search", "options")
 
 
 def _list(obj: dict, key: str, where: str) -> list:
@@ -97,7 +109,7 @@ class Interface:
 
     @classmethod
     def parse(cls, obj: object, where: str) -> "Interface":
-        d = _dict(obj, where)
+        d = _dict(obj, where, INTERFACE_FIELDS)
         name = d.get("name")
         if not isinstance(name, str):
             raise _bad(f"{where}.name", name)
@@ -164,7 +176,7 @@ class Route:
 
     @classmethod
     def parse(cls, obj: object, where: str) -> "Route":
-        d = _dict(obj, where)
+        d = _dict(obj, where, ROUTE_FIELDS)
         return cls(_cidr(d, "dst", where), _opt_ip(d, "gw", where),
                    _opt_int(d, "mtu", where) or 0, _opt_int(d, "advmss", where) or 0,
                    _opt_int(d, "priority", where) or 0, _opt_int(d, "table", where),
@@ -205,7 +217,7 @@ class DNS:
     def parse(cls, obj: object, where: str = "dns") -> "DNS":
         if obj is None:
             return cls()
-        d = _dict(obj, where)
+        d = _dict(obj, where, DNS_FIELDS)
         return cls(_str_list(d, "nameservers", where), _opt_str(d, "domain", where),
                    _str_list(d, "search", where), _str_list(d, "options", where))
 
@@ -247,7 +259,7 @@ class Result:
         ``default_version`` is used when the document has no ``cniVersion``.
         Raise code 6 for a malformed document and code 1 for an unsupported version.
         """
-        d = _dict(obj, "result")
+        d = _dict(obj, "result", RESULT_FIELDS)
         ver = d.get("cniVersion")
         if ver is not None and not isinstance(ver, str):
             raise _bad("cniVersion", ver)
@@ -259,7 +271,7 @@ class Result:
         ips = []
         for i, x in enumerate(_list(d, "ips", "result")):
             where = f"ips[{i}]"
-            e = _dict(x, where)
+            e = _dict(x, where, IPCONFIG_FIELDS)
             ips.append(IPConfig(_cidr(e, "address", where), _opt_ip(e, "gateway", where),
                                 _opt_int(e, "interface", where)))
         routes = [Route.parse(x, f"routes[{i}]") for i, x in enumerate(_list(d, "routes", "result"))]
@@ -274,7 +286,7 @@ class Result:
             block = d.get(key)
             if block is None:
                 continue
-            b = _dict(block, key)
+            b = _dict(block, key, IPCONFIG_02_FIELDS)
             ips.append(IPConfig(_cidr(b, "ip", key), _opt_ip(b, "gateway", key)))
             for i, r in enumerate(_list(b, "routes", key)):
                 routes.append(Route.parse(r, f"{key}.routes[{i}]"))

@@ -846,3 +846,61 @@ def test_version_answer_of_a_plugin_with_fewer_versions():
     rec = Recorder(versions=("0.3.1", "0.4.0", "1.0.0"))
     r = run(b"", rec=rec, CNI_COMMAND="VERSION")
     assert r.doc == {"cniVersion": "1.0.0", "supportedVersions": ["0.3.1", "0.4.0", "1.0.0"]}, r
+
+
+# --------------------------------------------------------------------------- Go's key matching
+
+def test_gokeys_fold_like_go():
+    """foldName (Go 1.21+): ASCII case-insensitively; KELVIN SIGN, LONG S, DOTLESS I and
+    CAPITAL I WITH DOT fold onto ASCII letters; other runes by their simple case mapping."""
+    from cnilib.gokeys import fold
+
+    assert fold("hostPort") == fold("HOSTPORT") == fold("HostPort") == "HOSTPORT"
+    assert fold("\u212aey") == fold("key")
+    assert fold("\u017fnat") == fold("snat")
+    assert fold("\u0131p") == fold("ip") == fold("\u0130P")
+    assert fold("stra\u00dfe") == fold("STRA\u00dfE") != fold("strasse")  # no full mappings
+    assert fold("\u00e9t\u00e9") == fold("\u00c9T\u00c9")
+    assert fold("host_port") != fold("hostPort")
+
+
+def test_gokeys_struct_reads_as_go_decodes():
+    from cnilib.gokeys import Struct, get
+
+    s = Struct("hostPort", "containerPort", "hostIP")
+    got = s.read(jsonio.loads('{"HostPort": 1, "containerport": 2, "HOSTIP": "", "other": 3}'))
+    assert got == {"hostPort": 1, "containerPort": 2, "hostIP": ""}
+    # The last key landing on a field wins, in document order (jsonio keeps the order of
+    # each key's last occurrence).
+    assert s.read(jsonio.loads('{"hostPort": 1, "HostPort": 2, "hostPort": 3}')) == {"hostPort": 3}
+    assert s.read(jsonio.loads('{"hostPort": 1, "HOSTPORT": 2}')) == {"hostPort": 2}
+    assert get(jsonio.loads('{"hostPort": 1, "HostPort": 2, "hostPort": 3}'), "hostPort") == 3
+    assert get({"a": 1}, "hostPort", "none") == "none" and get(None, "x") is None
+    # Two fields folding alike: an exact name goes to its own field; any other spelling to
+    # the first one declared (Go's "first folded match takes precedence").
+    t = Struct("foo", "FOO")
+    assert t.read({"FOO": 1}) == {"FOO": 1}
+    assert t.read({"Foo": 2}) == {"foo": 2}
+    assert t.field("fOO") == "foo" and t.field("bar") is None
+
+
+def test_config_keys_any_case_through_the_skel():
+    """cniVersion, name, runtimeConfig, args and prevResult are found in any case."""
+    rec = Recorder()
+    prev = {"CNIVersion": "1.0.0", "IPs": [{"Address": "10.0.0.2/24"}]}
+    stdin = json.dumps({"CniVersion": "1.0.0", "NAME": "net1", "Type": "recorder", "IPAM": {"Type": "x"},
+                        "RuntimeConfig": {"PortMappings": [{"HostPort": 80}]},
+                        "Args": {"CNI": {"MAC": "x"}}, "PrevResult": prev}).encode()
+    r = run(stdin, rec=rec)
+    assert r.rc == 0, r
+    c = rec.calls[0].conf
+    assert (c.cni_version, c.name, c.type, c.ipam_type()) == ("1.0.0", "net1", "recorder", "x")
+    assert c.runtime("portMappings") == [{"HostPort": 80}]
+    assert c.cni_args() == {"MAC": "x"}
+    assert [str(i.address) for i in c.prev_result().ips] == ["10.0.0.2/24"]
+    # GC's attachment list, in any case too.
+    stdin = json.dumps({"cniVersion": "1.1.0", "name": "net1", "type": "recorder",
+                        "CNI.DEV/Valid-Attachments": [{"ContainerID": "c1", "IFNAME": "eth0"}]}).encode()
+    rec = Recorder()
+    assert run(stdin, rec=rec, CNI_COMMAND="GC").rc == 0
+    assert rec.calls[0].conf.valid_attachments() == {("c1", "eth0")}

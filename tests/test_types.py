@@ -702,12 +702,48 @@ def test_libcni_trusts_the_declared_family(oracle):
     assert ours(doc, "0.4.0")["ips"] == [{"version": "6", "address": "fd00::1/64"}]
 
 
-def test_libcni_keys_are_case_insensitive(oracle):
-    """encoding/json matches keys without regard to case; we (and the spec) do not."""
-    doc = {"CNIVERSION": "1.0.0", "IPs": [{"Address": "10.0.0.1/24"}]}
-    assert oracle.one(doc, "1.0.0")["ips"] == [{"address": "10.0.0.1/24"}]
-    # To us it is a document without cniVersion (so 0.1.0) and without ip4/ip6.
-    assert ours(doc, "1.0.0") == {"cniVersion": "1.0.0", "dns": {}}
+KEY_CASE = {
+    "upper": {"CNIVERSION": "1.0.0", "IPs": [{"Address": "10.0.0.1/24", "GATEWAY": "10.0.0.254"}]},
+    "go field case": {"CniVersion": "1.0.0",
+                      "Interfaces": [{"Name": "eth0", "Mac": "02:00:00:00:00:01", "Sandbox": "/x"}],
+                      "Ips": [{"Interface": 0, "Address": "10.0.0.1/24"}],
+                      "Routes": [{"Dst": "0.0.0.0/0", "Gw": "10.0.0.254"}],
+                      "Dns": {"Nameservers": ["10.0.0.53"], "Domain": "x", "Search": ["a"], "Options": ["b"]}},
+    "0.4.0 mixed": {"cniVersion": "0.4.0", "IPS": [{"VERSION": "4", "address": "10.0.0.1/24"}]},
+    "0.2.0 mixed": {"CNIVersion": "0.2.0", "IP4": {"IP": "10.0.0.1/24", "Routes": [{"DST": "0.0.0.0/0"}]}},
+    # Several keys for one field: the last in the document wins, also across a re-cased
+    # one (a dict cannot say this, hence raw text).
+    "last wins": Raw('{"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.1/24", '
+                     '"Address": "10.0.0.2/24", "address": "10.0.0.3/24"}]}'),
+    "last wins, re-cased last": Raw('{"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.1/24", '
+                                    '"ADDRESS": "10.0.0.2/24"}]}'),
+    # KELVIN SIGN and LONG S fold onto k and s in every Go version.
+    "kelvin, long s": Raw('{"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.1/24"}], '
+                          '"dns": {"\u017fearch": ["a"], "options": ["b"]}, '
+                          '"interfaces": [{"name": "x", "ma\u212a": "y"}]}'),
+    "unknown keys ignored": {"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.1/24", "addresss": "x"}],
+                             "ipz": [1]},
+}
+
+
+def test_key_case_of_1_1_0_fields():
+    """The 1.1.0 fields (which Debian's libcni predates) are matched the same way."""
+    doc = {"cniVersion": "1.1.0", "interfaces": [{"Name": "eth0", "MTU": 1400, "SocketPath": "/s", "PCIID": "p"}],
+           "routes": [{"DST": "0.0.0.0/0", "Priority": 5, "TABLE": 100, "Scope": 0, "MTU": 1300, "AdvMSS": 1200}]}
+    assert ours(doc, "1.1.0") == {"cniVersion": "1.1.0",
+                                  "interfaces": [{"name": "eth0", "mtu": 1400, "socketPath": "/s", "pciID": "p"}],
+                                  "routes": [{"dst": "0.0.0.0/0", "mtu": 1300, "advmss": 1200, "priority": 5,
+                                              "table": 100, "scope": 0}], "dns": {}}
+
+
+@pytest.mark.parametrize("name", list(KEY_CASE))
+def test_keys_match_as_in_libcni(oracle, name):
+    """encoding/json matches keys to struct fields case-insensitively, the last matching
+    key winning; so do we (cnilib.gokeys), and we print canonical keys as libcni does."""
+    doc = KEY_CASE[name]
+    go = oracle.one(doc, "1.0.0")
+    assert "error" not in go, go
+    assert ours(doc, "1.0.0") == go
 
 
 # --------------------------------------------------------------------------- random results

@@ -1,7 +1,7 @@
 """Firewall drivers behind one interface (``base.Backend``): nftables and iptables.
 
     from cnilib.firewall import select, Owner, MasqRule
-    fw = select(conf.data.get("ipMasqBackend"))     # CNIError 7 / 50 when unusable
+    fw = select(cfg.ipmasq_backend)     # CNIError 7 / 50 when unusable
     fw.add_masquerade(Owner(net, cid, ifname), [MasqRule.for_address(ipc.address)])
 
 Backends are imported only when selected: a plugin that never masquerades pays nothing.

@@ -8,6 +8,7 @@ have accepted (or a broken one) never blocks releasing an attachment.
 
 from __future__ import annotations
 
+from cnilib import gokeys
 from cnilib.errors import CNIError, invalid_config
 
 if False:  # type checking only
@@ -34,6 +35,11 @@ BOOL_KEYS = {
     "disableContainerInterface": ("disable_container_interface", False),
     "portIsolation": ("port_isolation", False),
 }
+
+
+# The reference bridge's own keys (its NetConf struct), matched as Go matches them.
+FIELDS = gokeys.Struct("bridge", "ipMasqBackend", "mtu", "vlan", "vlanTrunk", *BOOL_KEYS)
+TRUNK_ENTRY = gokeys.Struct("minID", "maxID", "id")
 
 
 class BridgeConf:
@@ -98,7 +104,7 @@ def load(cmd: "CmdArgs", strict: bool = True) -> BridgeConf:
     """The bridge config of this invocation (see the module docstring for ``strict``)."""
     from cnilib.skel import valid_ifname
 
-    data = cmd.conf.data
+    data = cmd.conf.read(FIELDS)
     rd = _Reader(strict)
     c = BridgeConf()
     c.name = cmd.conf.name or ""
@@ -146,8 +152,7 @@ def load(cmd: "CmdArgs", strict: bool = True) -> BridgeConf:
     if trunk is not None:
         c.vlans = _trunk(trunk, rd)
 
-    ipam = cmd.conf.ipam or {}
-    t = ipam.get("type")
+    t = cmd.conf.ipam_type()
     if isinstance(t, str):
         c.ipam_type = t
     elif t is not None:
@@ -176,7 +181,8 @@ def _trunk(trunk: object, rd: _Reader) -> list[int]:
         if not isinstance(item, dict):
             rd.bad(key, item, "must be an object with id or minID and maxID")
             continue
-        lo, hi, one = item.get("minID"), item.get("maxID"), item.get("id")
+        f = TRUNK_ENTRY.read(item)
+        lo, hi, one = f.get("minID"), f.get("maxID"), f.get("id")
         if lo is None and hi is None and one is None:
             rd.bad(key, item, "sets none of id, minID, maxID")
             continue
@@ -208,9 +214,11 @@ def _dns(raw: dict | None, rd: _Reader):
     list, even empty, counts), else None."""
     if not raw:
         return None
-    if not any(raw.get(k) is not None for k in ("nameservers", "search", "options")) and not raw.get("domain"):
+    from cnilib.types import DNS, DNS_FIELDS
+
+    f = DNS_FIELDS.read(raw)
+    if not any(f.get(k) is not None for k in ("nameservers", "search", "options")) and not f.get("domain"):
         return None
-    from cnilib.types import DNS
 
     try:
         return DNS.parse(raw, "dns")
@@ -228,7 +236,7 @@ def _mac(cmd: "CmdArgs", c: BridgeConf, rd: _Reader) -> None:
         _args.check_known(cmd.args)
     sources = [("CNI_ARGS MAC", cmd.args.get("MAC"))]
     try:
-        sources.append(("args.cni.mac", cmd.conf.cni_args().get("mac")))
+        sources.append(("args.cni.mac", gokeys.get(cmd.conf.cni_args(), "mac")))
     except CNIError:
         if rd.strict:
             raise

@@ -13,14 +13,15 @@ Same keys, defaults and order as the reference's ``LoadIPAMConfig``:
 * requested addresses come from ``runtimeConfig.ips`` (capability ``ips``), ``args.cni.ips``
   and CNI_ARGS ``IP``, a ``/prefix`` is ignored.
 
-Keys are matched the way Go's encoding/json matches struct fields (exact or
-case-insensitive, the last one wins), so a config the reference reads with ``DataDir``
-puts its leases in the same place for us. Every error is code 7 and names the key (as a
+Keys are matched the way Go's encoding/json matches struct fields (``cnilib.gokeys``:
+exact or case-insensitive, the last one wins), so a config the reference reads with
+``DataDir`` puts its leases in the same place for us. Every error is code 7 and names the key (as a
 path such as ``ipam.ranges[1][0].rangeEnd``) and the value; nothing here touches the disk.
 """
 
 from __future__ import annotations
 
+from cnilib import gokeys
 from cnilib import version as _version
 from cnilib.errors import INVALID_ENVIRONMENT, CNIError, invalid_config
 from cnilib.ip import IP, Net, parse_cidr, parse_ip, parse_ip_or_cidr
@@ -44,20 +45,23 @@ class IPAMConfig:
         self.requests: list[Request] = []
 
 
-def _fold(obj: dict) -> dict:
-    """Keys lower-cased, later keys winning: Go's case-insensitive field matching."""
-    return {k.lower(): v for k, v in obj.items()}
+# The reference's structs: IPAMConfig (with the legacy Range embedded), Range, and the
+# runtimeConfig it reads (routes are cnilib.types' Route).
+_RANGE_KEYS = ("rangeStart", "rangeEnd", "subnet", "gateway")
+IPAM = gokeys.Struct(*_RANGE_KEYS, "name", "type", "routes", "dataDir", "resolvConf", "ranges")
+RANGE = gokeys.Struct(*_RANGE_KEYS)
+RUNTIME = gokeys.Struct("ipRanges", "ips")
 
 
 def _ipam(conf) -> dict:
     if conf.ipam is None:
         raise invalid_config("ipam", None, "host-local needs an \"ipam\" object")
-    return _fold(conf.ipam)
+    return IPAM.read(conf.ipam)
 
 
 def _str(f: dict, key: str, where: str) -> str:
     """An optional string key; absent, null and "" all mean unset (as in Go)."""
-    v = f.get(key.lower())
+    v = f.get(key)
     if v is None:
         return ""
     if not isinstance(v, str):
@@ -83,7 +87,7 @@ def load(conf, env_args: dict[str, str] | None = None) -> IPAMConfig:
     cfg = IPAMConfig(conf.name, _str(f, "dataDir", "ipam") or DEFAULT_DATA_DIR)
     cfg.resolv_conf = _str(f, "resolvConf", "ipam")
     cfg.routes = _routes(f.get("routes"))
-    rc = _fold(conf.runtime_config)
+    rc = RUNTIME.read(conf.runtime_config)
     cfg.sets = _range_sets(conf, f, rc)
     if env_args is not None:
         cfg.requests = _requests(conf, rc, env_args)
@@ -94,7 +98,7 @@ def load(conf, env_args: dict[str, str] | None = None) -> IPAMConfig:
 
 def _range_sets(conf, f: dict, rc: dict) -> list[RangeSet]:
     sets: list[RangeSet] = []
-    runtime = rc.get("ipranges")
+    runtime = rc.get("ipRanges")
     if runtime is not None:
         if not isinstance(runtime, list):
             raise invalid_config("runtimeConfig.ipRanges", runtime, "must be a list of range sets")
@@ -153,7 +157,7 @@ def _ip_key(f: dict, key: str, where: str) -> IP | None:
 def _range(obj: object, where: str, legacy: bool = False) -> Range | None:
     if not isinstance(obj, dict):
         raise invalid_config(where, obj, "a range must be an object")
-    f = obj if legacy else _fold(obj)  # the legacy keys come from the already folded ipam
+    f = obj if legacy else RANGE.read(obj)  # the legacy keys come from the already read ipam
     gateway = _ip_key(f, "gateway", where)
     start = _ip_key(f, "rangeStart", where)
     end = _ip_key(f, "rangeEnd", where)
@@ -226,14 +230,14 @@ def _routes(obj: object) -> list:
         return []
     if not isinstance(obj, list):
         raise invalid_config("ipam.routes", obj, "must be a list of routes")
-    from cnilib.types import Route
+    from cnilib.types import ROUTE_FIELDS, Route
 
     out = []
     for i, item in enumerate(obj):
         where = f"ipam.routes[{i}]"
         if not isinstance(item, dict):
             raise invalid_config(where, item, "a route must be an object")
-        f = _fold(item)
+        f = ROUTE_FIELDS.read(item)
         dst = f.get("dst")
         if not isinstance(dst, str):
             raise invalid_config(f"{where}.dst", dst, "every route needs a dst CIDR string")
@@ -272,11 +276,10 @@ def _ip_list(obj: object, where: str) -> list[Request]:
 
 
 def _requests(conf, rc: dict, env_args: dict[str, str]) -> list[Request]:
-    args = _fold(conf.args)
-    cni = args.get("cni")
+    cni = gokeys.get(conf.args, "cni")
     if cni is not None and not isinstance(cni, dict):
         raise invalid_config("args.cni", cni, "must be an object")
-    from_args = _ip_list(_fold(cni).get("ips") if cni else None, "args.cni.ips")
+    from_args = _ip_list(gokeys.get(cni, "ips"), "args.cni.ips")
     reqs = _ip_list(rc.get("ips"), "runtimeConfig.ips") + from_args
     # CONVENTIONS.md: when args.cni.ips is given, CNI_ARGS IP is ignored (the reference
     # requests both and then fails, as both cannot fit in one range set).

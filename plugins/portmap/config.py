@@ -8,6 +8,7 @@ read: a broken config never blocks releasing an attachment.
 
 from __future__ import annotations
 
+from cnilib import gokeys
 from cnilib.errors import INVALID_CONFIG, CNIError, invalid_config
 from cnilib.firewall.hostport import DEFAULT_MARK_BIT, PROTOCOLS, HostPortSpec, PortMapping
 
@@ -17,6 +18,11 @@ if False:  # type checking only
     from cnilib.types import Result
 
 BACKENDS = ("nftables", "iptables")
+# The reference portmap's own keys and its PortMapEntry, matched as Go matches them:
+# containerd's CRI sends the capability as {"HostPort", "ContainerPort", "Protocol", "HostIP"}.
+FIELDS = gokeys.Struct("snat", "masqAll", "markMasqBit", "externalSetMarkChain", "conditionsV4",
+                       "conditionsV6", "backend")
+ENTRY = gokeys.Struct("hostPort", "containerPort", "protocol", "hostIP")
 
 
 class PortMapEntry:
@@ -83,6 +89,7 @@ def parse_entries(raw: object) -> list[PortMapEntry]:
         where = f"runtimeConfig.portMappings[{i}]"
         if not isinstance(e, dict):
             raise invalid_config(where, e, "must be an object")
+        e = ENTRY.read(e)
         host_port, container_port = _port(e, "hostPort", i), _port(e, "containerPort", i)
         proto = e.get("protocol")
         if proto is None or proto == "":
@@ -112,7 +119,7 @@ def _strings(data: dict, key: str) -> list[str]:
 def load(cmd: "CmdArgs", strict: bool = True) -> PortMapConf:
     """The parsed config; code 7 naming the key for any bad value (strict), defaults for
     unreadable keys otherwise."""
-    data, cfg = cmd.conf.data, PortMapConf()
+    data, cfg = cmd.conf.read(FIELDS), PortMapConf()
     cfg.name = cmd.conf.name or ""
     steps = [_load_flags, _load_marks, _load_conditions, _load_backend, _load_entries]
     for step in steps:
