@@ -17,14 +17,32 @@ if False:  # type checking only
     from cnilib.types import Result
 
 
+# Delegation depth, passed down in the environment (a delegated plugin gets ours, so the
+# count survives plugins of other suites in between): ``"ipam": {"type": "bridge"}`` in a
+# bridge config, or two plugins naming each other, would otherwise exec without end.
+DEPTH_VAR = b"CNIPY_DELEGATION_DEPTH"
+MAX_DEPTH = 4
+
+
 def plugin_type(cmd: "CmdArgs") -> str:
-    """``ipam.type`` of the config; code 7 when it is missing or not a plain name."""
+    """``ipam.type`` of the config; code 7 when it is missing, not a plain name, the
+    calling plugin's own type, or when delegation is already MAX_DEPTH plugins deep."""
     t = cmd.conf.ipam_type()
     if not isinstance(t, str) or not t:
         raise CNIError(INVALID_CONFIG, "missing ipam.type")
     if "/" in t or t in (".", ".."):
         raise CNIError(INVALID_CONFIG, f"invalid ipam.type {t!r}: must be a plugin name, not a path")
+    if t == cmd.conf.type:
+        raise CNIError(INVALID_CONFIG, f"invalid ipam.type {t!r}: a plugin cannot delegate to itself")
+    if _depth() >= MAX_DEPTH:
+        raise CNIError(INVALID_CONFIG, f"invalid ipam.type {t!r}: delegation is already {_depth()} plugins "
+                       f"deep (a cycle of plugins delegating to each other?)")
     return t
+
+
+def _depth() -> int:
+    v = posix.environ.get(DEPTH_VAR, b"0")
+    return int(v) if v.isdigit() and len(v) < 4 else MAX_DEPTH
 
 
 # libcni's types.Error, read as Go reads it.
@@ -40,6 +58,7 @@ def _exec(cmd: "CmdArgs", command: str, stdin: bytes | None = None) -> bytes:
     # launchers' -S leaves unimported), with only CNI_COMMAND changed.
     env = dict(posix.environ)
     env[b"CNI_COMMAND"] = command.encode()
+    env[DEPTH_VAR] = str(_depth() + 1).encode()
     try:
         rc, out, err = execplugin.run(path, cmd.conf.raw if stdin is None else stdin, env)
     except OSError as e:

@@ -23,13 +23,40 @@ class NetnsGone(CNIError):
     """The namespace path does not exist (any more): DEL treats this as already cleaned."""
 
 
+_S_IFMT, _S_IFREG = 0o170000, 0o100000
+
+
 def _open(path: str) -> int:
+    # A namespace file (nsfs, or /proc/PID/ns/net) is a regular empty file. Look before
+    # opening: a FIFO would block open(2) forever and a device may act on being opened.
+    # The open itself cannot block either (O_NONBLOCK), in case the path changes between
+    # the two; what was opened is checked again, then asked for its namespace type.
     try:
-        return posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
+        st = posix.stat(path)
+    except FileNotFoundError:
+        raise NetnsGone(INVALID_NETNS, f"network namespace {path!r} does not exist") from None
+    except (OSError, ValueError) as e:
+        raise CNIError(INVALID_NETNS, f"cannot open network namespace {path!r}: {_why(e)}") from None
+    if st.st_mode & _S_IFMT != _S_IFREG:
+        raise CNIError(INVALID_NETNS, f"{path!r} is not a network namespace (not a namespace file)")
+    try:
+        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC | posix.O_NONBLOCK | posix.O_NOCTTY)
     except FileNotFoundError:
         raise NetnsGone(INVALID_NETNS, f"network namespace {path!r} does not exist") from None
     except OSError as e:
         raise CNIError(INVALID_NETNS, f"cannot open network namespace {path!r}: {e.strerror}") from None
+    try:
+        if posix.fstat(fd).st_mode & _S_IFMT != _S_IFREG:
+            raise CNIError(INVALID_NETNS, f"{path!r} is not a network namespace (not a namespace file)")
+        _check_fd(fd, path)
+    except BaseException:
+        posix.close(fd)
+        raise
+    return fd
+
+
+def _why(e: Exception) -> str:
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
 
 
 def _check_fd(fd: int, path: str) -> None:
@@ -43,14 +70,17 @@ def _check_fd(fd: int, path: str) -> None:
         raise CNIError(INVALID_NETNS, f"{path!r} is not a network namespace")
 
 
+def open_fd(path: str) -> int:
+    """An O_CLOEXEC descriptor of the network namespace at ``path`` (the caller closes
+    it). Code 8 unless it is one (NetnsGone when it does not exist); never blocks, never
+    opens anything but a regular file."""
+    return _open(path)
+
+
 def check(path: str) -> None:
     """Raise code 8 unless ``path`` is a network namespace (nsfs or /proc/PID/ns/net);
     NetnsGone (a CNIError, code 8) when it does not exist."""
-    fd = _open(path)
-    try:
-        _check_fd(fd, path)
-    finally:
-        posix.close(fd)
+    posix.close(_open(path))
 
 
 def is_own(path: str) -> bool:
@@ -111,8 +141,6 @@ def run_in(path: str, fn, *args, **kwargs):
     box: dict = {}
     done = _thread.allocate_lock()
     try:
-        _check_fd(fd, path)
-
         def body() -> None:
             try:
                 try:

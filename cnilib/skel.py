@@ -76,14 +76,21 @@ class Plugin:
 
 
 def valid_ifname(name: str) -> str:
-    """Return "" if ``name`` is a usable interface name, else the reason (libcni's rules)."""
+    """Return "" if ``name`` is a usable interface name, else the reason: libcni's rules
+    (the kernel's dev_valid_name) plus no ``%``, which the kernel expands as a name
+    template (``br%d`` becomes ``br0``, ``br1``...) when it creates or renames a link, so
+    the link would not be called what the config says."""
+    if not name:
+        return "interface name is empty"
     if name in (".", ".."):
         return "interface name cannot be . or .."
-    if len(name.encode()) >= IFNAMSIZ:
+    if len(name.encode("utf-8", "surrogateescape")) >= IFNAMSIZ:
         return f"interface name is too long (max {IFNAMSIZ - 1} bytes)"
     for c in name:
-        if c in "/:" or c.isspace():
+        if c in "/:" or c.isspace() or c == "\0":
             return f"interface name contains an invalid character {c!r}"
+        if c == "%":
+            return "interface name contains '%', which the kernel expands as a name template"
     return ""
 
 

@@ -49,6 +49,7 @@ class Undo:
 
 def cmd_add(cmd: "CmdArgs") -> "Result":
     cfg = config.load(cmd)
+    _result_expressible(cmd, cfg)
     fw = None
     if cfg.ipmasq and cfg.layer3:
         from . import masq
@@ -63,10 +64,18 @@ def cmd_add(cmd: "CmdArgs") -> "Result":
 
     host = nl.Socket()
     ctr = netns.run_in(cmd.netns, nl.Socket)
-    ctr_fd = posix.open(cmd.netns, posix.O_RDONLY | posix.O_CLOEXEC)
+    try:
+        ctr_fd = netns.open_fd(cmd.netns)
+    except BaseException:
+        ctr.close()
+        raise
     undo = Undo()
     try:
-        return _add(cmd, cfg, fw, host, ctr, ctr_fd, undo)
+        result = _add(cmd, cfg, fw, host, ctr, ctr_fd, undo)
+        # The skel prints the result after we return, too late to undo anything: convert
+        # it here once, so a result the config's version cannot hold undoes the ADD.
+        result.to_dict(cmd.conf.cni_version)
+        return result
     except BaseException:
         undo.run()
         raise
@@ -74,6 +83,18 @@ def cmd_add(cmd: "CmdArgs") -> "Result":
         posix.close(ctr_fd)
         ctr.close()
         host.close()
+
+
+def _result_expressible(cmd: "CmdArgs", cfg: config.BridgeConf) -> None:
+    """Code 7 before anything is created when no result of ours fits the config's
+    version: a 0.1.0/0.2.0 result is one IPv4 and/or one IPv6 address, and an L2-only
+    bridge (no IPAM) has none (the reference creates the veth pair, then fails)."""
+    from cnilib import version
+
+    if not cfg.layer3 and not version.at_least(cmd.conf.cni_version, "0.3.0"):
+        raise invalid_config("cniVersion", cmd.conf.cni_version,
+                             "an L2-only bridge (no ipam.type) has no IP address to report, and a "
+                             "0.1.0/0.2.0 result is made of IP addresses: use cniVersion 0.3.0 or later")
 
 
 def _add(cmd: "CmdArgs", cfg: config.BridgeConf, fw, host: nl.Socket, ctr: nl.Socket, ctr_fd: int,

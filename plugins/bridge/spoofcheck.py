@@ -5,7 +5,12 @@ what the other set up: table ``bridge nat``; base chain ``PREROUTING`` (filter, 
 prerouting, priority -300, policy accept) with ``iifname <host veth> jump
 cni-br-iface-<id>``; chain ``cni-br-iface-<id>`` jumping to ``cni-br-iface-<id>-mac``, which
 returns for ``ether saddr <container MAC>`` and drops everything else. Every rule is
-commented ``macspoofchk-<id>`` where ``<id>`` is ``<container id>-<ifname>``.
+commented ``macspoofchk-<id>``. The reference's ``<id>`` is ``<container id>-<ifname>``,
+which is ambiguous: (``a-b``, ``c``) and (``a``, ``b-c``) share one chain, so one
+attachment's ADD replaces the other's allowlist and either DEL removes both. Ours is the
+same where that cannot happen (a container ID without ``-``, as containerd's, CRI-O's and
+podman's are), else ``h`` + 32 hex digits of a hash of both (no ``-``, so never equal to
+a plain one); the reference's DEL cannot find those, nor ours the reference's for such IDs.
 
 Unlike the reference (two ``nft`` runs to set up), setup is one atomic transaction, and
 the input is nft's JSON so no name needs quoting.
@@ -21,8 +26,17 @@ BASE_CHAIN = "PREROUTING"
 COMMENT_PREFIX = "macspoofchk-"
 
 
+# Longest container ID kept in a name: nft chain names stop at 255 bytes (NFT_NAME_MAXLEN).
+_MAX_PLAIN = 200
+
+
 def ref_id(container_id: str, ifname: str) -> str:
-    return f"{container_id}-{ifname}"
+    """The attachment's id in chain names and comments: unambiguous (see the docstring)."""
+    if "-" not in container_id and len(container_id) <= _MAX_PLAIN:
+        return f"{container_id}-{ifname}"
+    from cnilib.firewall.base import sha256_hex
+
+    return "h" + sha256_hex(f"{container_id}\0{ifname}")[:32]
 
 
 def iface_chain(rid: str) -> str:
