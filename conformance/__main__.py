@@ -1,9 +1,14 @@
-"""``python -m conformance --cni-path DIR [--plugins a,b] [--report out.html] [--junit out.xml]``
+"""``python -m conformance --cni-path DIR [--plugins a,b] [--runtime cri] [--report out.html] [--junit out.xml]``
 
 Runs the conformance checks against the CNI plugins in DIR and exits non-zero if any
 check fails (expected deviations and not-applicable checks do not fail the run).
 Needs root (it makes network namespaces) and, for the libcni checks, Debian's golang-go
 and golang-github-appc-cni-dev.
+
+``--runtime cri`` runs only the CRI lane instead (``lanes/test_cri.py``): the plugin set in
+DIR (bridge, host-local, portmap, loopback; bandwidth from ``--reference`` when DIR has
+none) under a private containerd driven through CRI as kubelet drives it; needs Debian's
+containerd and runc. Its per-call medians are printed under "measurements".
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+LANES = {"cri": os.path.join(HERE, "lanes", "test_cri.py")}  # --runtime NAME -> its checks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--junit", default="", help="write JUnit XML here")
     ap.add_argument("--implementation", default="", help="deviation profile (default: 'reference' for /usr/lib/cni)")
     ap.add_argument("--reference", default="/usr/lib/cni", help="reference plugins for differential checks ('' to disable)")
+    ap.add_argument("--runtime", choices=sorted(LANES), default="",
+                    help="run only this runtime lane's checks (the plugin set under a real runtime)")
     ap.add_argument("-k", default="", help="only checks matching this pytest expression")
     ap.add_argument("-q", action="store_true", help="quieter output")
     opts = ap.parse_args(argv)
@@ -31,9 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import pytest
 
-    args = [os.path.join(HERE, "checks"), "-c", os.path.join(HERE, "pytest.ini"), "--rootdir", HERE,
+    checks = LANES[opts.runtime] if opts.runtime else os.path.join(HERE, "checks")
+    args = [checks, "-c", os.path.join(HERE, "pytest.ini"), "--rootdir", HERE,
             "-p", "conformance.plugin", "--cni-path", os.path.abspath(opts.cni_path),
             "--cni-reference", opts.reference, "-rfEX"]
+    if opts.runtime:
+        args += ["--cni-runtime", opts.runtime]
     if opts.plugins:
         args += ["--cni-plugins", opts.plugins]
     if opts.implementation:

@@ -4,6 +4,11 @@ Each check is a test function marked ``@check(id, section, level, ref)`` and run
 plugin under test (the ``plugin`` fixture). ``@kinds(...)`` limits a check to plugin
 kinds; elsewhere it is reported as not applicable. Every check gets a ``world`` (its own
 host and container namespaces and directories) with a leak check around it.
+
+With ``--cni-runtime NAME`` the checks are a runtime lane's (``conformance/lanes``): they
+drive the whole plugin set under a real runtime, and are reported in one column, ``NAME``.
+A check can record measurements (``measure`` fixture: name, value, unit), printed at the
+end of the run, put into the HTML report and into the JUnit XML as properties.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--cni-implementation", default="", help="deviation set to apply (default: 'reference' for /usr/lib/cni)")
     g.addoption("--cni-reference", default="/usr/lib/cni", help="reference plugins for differential checks")
     g.addoption("--cni-report", default="", help="write an HTML report here")
+    g.addoption("--cni-runtime", default="", help="the runtime lane whose checks run (e.g. cri)")
 
 
 def _selected(config: pytest.Config) -> list[PluginUnderTest]:
@@ -68,6 +74,24 @@ def _selected(config: pytest.Config) -> list[PluginUnderTest]:
 def pytest_configure(config: pytest.Config) -> None:
     config._cni_plugins = _selected(config)  # type: ignore[attr-defined]
     config._cni_results = {}  # type: ignore[attr-defined]
+    config._cni_lane = config.getoption("--cni-runtime") or None  # type: ignore[attr-defined]
+    config._cni_measurements = {}  # type: ignore[attr-defined]
+
+
+def _columns(config: pytest.Config) -> list[str]:
+    """The report's columns: the lane, or the plugin types under test."""
+    lane = config._cni_lane  # type: ignore[attr-defined]
+    return [lane] if lane else [p.type for p in config._cni_plugins]  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def measure(request: pytest.FixtureRequest, record_testsuite_property):
+    """``measure(name, value, unit)``: record a measurement of this run (terminal summary,
+    HTML report, and a property of the JUnit test suite)."""
+    def _measure(name: str, value: float | str, unit: str = "") -> None:
+        request.config._cni_measurements[name] = (value, unit)  # type: ignore[attr-defined]
+        record_testsuite_property(name, f"{value}{' ' + unit if unit else ''}")
+    return _measure
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -128,9 +152,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     setattr(item, f"rep_{rep.when}", rep)
     plugin = getattr(item, "callspec", None) and item.callspec.params.get("plugin")
     cm = _check_mark(item)
-    if plugin is None or cm is None:
+    column = plugin.type if plugin else item.config._cni_lane  # type: ignore[attr-defined]
+    if column is None or cm is None:
         return
-    key = (plugin.type, cm.args[0])
+    key = (column, cm.args[0])
     results = item.config._cni_results  # type: ignore[attr-defined]
     status, detail = None, ""
     if rep.skipped and hasattr(rep, "wasxfail"):
@@ -152,17 +177,28 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def pytest_sessionfinish(session: pytest.Session) -> None:
     path = session.config.getoption("--cni-report")
     if path:
-        write_html(path, session.config._cni_plugins, session.config._cni_results)  # type: ignore[attr-defined]
+        write_html(path, session.config._cni_plugins, session.config._cni_results,  # type: ignore[attr-defined]
+                   _columns(session.config), session.config._cni_measurements)  # type: ignore[attr-defined]
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    measurements = config._cni_measurements  # type: ignore[attr-defined]
+    if measurements:
+        terminalreporter.section("measurements")
+        for name, (value, unit) in measurements.items():
+            terminalreporter.write_line(f"{name}: {value}{' ' + unit if unit else ''}")
 
 
 _COLORS = {"pass": "#c8f7c5", "fail": "#f7c5c5", "deviation": "#f7ecc5", "n/a": "#eeeeee",
            "unexpected pass": "#c5e0f7"}
 
 
-def write_html(path: str, plugins: list[PluginUnderTest], results: dict) -> None:
-    """A plugin x check table: pass / fail / expected deviation (with reason) / n/a."""
+def write_html(path: str, plugins: list[PluginUnderTest], results: dict, columns: list[str] | None = None,
+               measurements: dict | None = None) -> None:
+    """A plugin (or lane) x check table: pass / fail / expected deviation (with reason) / n/a;
+    then the measurements, if any."""
     checks = sorted({k[1]: v[2] for k, v in results.items()}.items(), key=lambda kv: _order(kv[0]))
-    types = [p.type for p in plugins]
+    types = columns if columns is not None else [p.type for p in plugins]
     rows = []
     for cid, args in checks:
         _, section, level, ref = (list(args) + ["", "", ""])[:4]
@@ -186,9 +222,17 @@ generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>
 <table><tr><th>check</th><th>section</th><th>level</th><th>spec</th>{''.join(f'<th>{html.escape(t)}</th>' for t in types)}</tr>
 {''.join(rows)}</table>
 <p>Levels: M = the spec says MUST, S = SHOULD, D = what the reference does (de facto).</p>
-"""
+{_measurements_html(measurements or {})}"""
     with open(path, "w") as f:
         f.write(doc)
+
+
+def _measurements_html(measurements: dict) -> str:
+    if not measurements:
+        return ""
+    rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{html.escape(str(v))}</td><td>{html.escape(u)}</td></tr>"
+                   for n, (v, u) in measurements.items())
+    return f"<h2>Measurements</h2><table><tr><th>what</th><th>value</th><th>unit</th></tr>{rows}</table>\n"
 
 
 def _order(cid: str) -> tuple:

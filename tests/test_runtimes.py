@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import tempfile
 import uuid
@@ -97,11 +96,7 @@ class Net:
 
     def leftovers(self, port: int | None = None, ns: str | None = None) -> list[str]:
         """Firewall lines naming this network: its tag, its subnet, or the host port."""
-        lines = rt.firewall_lines([f"cnipy:{self.name}:", self.prefix], ns=ns)
-        if port:
-            mentions = re.compile(rf"(dport|\.|:) {port}\b|:{port}\b")
-            lines += [l for l in rt.firewall_lines([str(port)], ns=ns) if mentions.search(l)]
-        return lines
+        return rt.firewall_mentions([f"cnipy:{self.name}:", self.prefix], port, ns=ns)
 
 
 # ---------------------------------------------------------------------------- podman
