@@ -54,12 +54,18 @@ def _run(tmp_path, plugin_type: str, real: str, flaw: str, select: str) -> dict[
      "test_mappings_added_and_removed[portmap]"),
     ("error-on-stderr", "loopback", "/usr/lib/cni/loopback", "bad_stdin or unknown_command or del_never_added",
      "test_unknown_command[loopback]"),
+    ("case-sensitive-key", "portmap", "/usr/lib/cni/portmap", "recased_keys",
+     "test_recased_keys[portmap]"),
 ])
 def test_harness_catches(tmp_path, flaw, plugin_type, real, select, caught_by):
     results = _run(tmp_path, plugin_type, real, flaw, select)
     assert results.get(caught_by) == "fail", f"{flaw} not reported by {caught_by}: {results}"
     if flaw in ("leaks-link", "del-does-nothing"):
         assert "leak" in results.get("_messages", ""), results
+    if flaw == "case-sensitive-key":
+        # The message names the variant and the keys, so a plugin author can act on it.
+        msg = results.get("_messages", "")
+        assert "go-field-case" in msg and "runtimeConfig.portMappings" in msg and "HostPort" in msg, msg
     if flaw == "del-fails-twice":
         # ...and only where it applies: a single DEL is fine.
         assert results.get("test_del_never_added[host-local]") == "pass", results
@@ -68,5 +74,5 @@ def test_harness_catches(tmp_path, flaw, plugin_type, real, select, caught_by):
 def test_sound_plugin_passes_the_same_checks(tmp_path):
     """Control: the wrapper without a flaw passes, so failures above are the flaws'."""
     results = _run(tmp_path, "host-local", "/usr/lib/cni/host-local", "none",
-                   "del_twice or del_never_added or result_in_each_version")
+                   "del_twice or del_never_added or result_in_each_version or recased_keys")
     assert results and all(v in ("pass", "skipped") for k, v in results.items() if not k.startswith("_")), results

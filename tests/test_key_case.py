@@ -14,6 +14,8 @@ import re
 
 import pytest
 
+from conformance.recase import VARIANTS as RECASINGS
+from conformance.recase import recase  # the harness's own rules: Go maps' keys keep their case
 from tests.helpers import OUR_BIN, Netns, ip_json, run_plugin, sh
 from tests.test_bridge_common import BRIDGE, Host
 from tests.test_host_local_common import hl, leases, make_conf
@@ -32,25 +34,7 @@ CRI_CAPABILITIES = {"portMappings": True, "bandwidth": True, "dns": True, "cgrou
                     "io.kubernetes.cri.pod-annotations": True}
 CRI_ARGS = ("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;"
             "K8S_POD_INFRA_CONTAINER_ID={cid};K8S_POD_UID=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
-# Objects that are maps in Go: their keys are data, never re-cased.
-MAPS = frozenset({"capabilities", "io.kubernetes.cri.pod-annotations"})
-
-
-def recase(obj: object, how) -> object:
-    """``obj`` with every object key re-cased by ``how`` (values untouched), except the
-    keys of Go maps."""
-    if isinstance(obj, list):
-        return [recase(x, how) for x in obj]
-    if not isinstance(obj, dict):
-        return obj
-    return {how(k): (v if k in MAPS else recase(v, how)) for k, v in obj.items()}
-
-
-def go_case(k: str) -> str:
-    return k[:1].upper() + k[1:]
-
-
-VARIANTS = {"GoCase": go_case, "UPPER": str.upper}
+VARIANTS = list(RECASINGS)
 
 
 # ---------------------------------------------------------------- portmap
@@ -117,7 +101,7 @@ def test_portmap_takes_containerds_hostport_payload(backend):
     assert _portmap_run(lower) == (doc, made, after)
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_portmap_whole_config_recased(variant):
     conf = {"cniVersion": "1.0.0", "name": "pmnet", "type": "portmap", "backend": "nftables", "snat": True,
             "markMasqBit": 14, "conditionsV4": ["ip saddr != 192.0.2.0/24"],
@@ -126,7 +110,7 @@ def test_portmap_whole_config_recased(variant):
                                                 "hostIP": "0.0.0.0"}]}}
     want = _portmap_run(conf, second_del=False)
     assert "18081" in want[1] and "0x00004000" in want[1] and "192.0.2.0/24" in want[1], want[1]
-    re_cased = recase(conf, VARIANTS[variant])
+    re_cased = recase(conf, variant)
     assert _portmap_run(re_cased, second_del=False) == want
 
 
@@ -179,7 +163,7 @@ BRIDGE_KEYS = dict(isGateway=True, isDefaultGateway=True, ipMasq=True, ipMasqBac
                    hairpinMode=True, dns={"nameservers": ["10.99.0.53"], "search": ["svc.local"]})
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_bridge_and_host_local_config_recased(tmp_path, variant):
     """Every key of the bridge and its host-local ipam, re-cased: the same result, links,
     addresses, routes, leases and masquerade rules as with the canonical keys."""
@@ -192,13 +176,13 @@ def test_bridge_and_host_local_config_recased(tmp_path, variant):
     assert want["leases"] == ["10.99.0.10"] and "10.99.0.10/24" in want["ctr addrs"], want
     assert "10.99.0.10" in want["nft"] and "1400" in want["links"] and want["hairpin"] == [True], want
     assert "10.99.0.53" in want["result"] and "10.200.0.0/16" in want["result"], want
-    got = _bridge_run(tmp_path / "b", lambda h: recase(conf(h), VARIANTS[variant]))
+    got = _bridge_run(tmp_path / "b", lambda h: recase(conf(h), variant))
     assert got == want
 
 
 # ---------------------------------------------------------------- host-local alone
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_host_local_requests_recased(our_bin, tmp_path, variant):
     """runtimeConfig.ips / ipRanges (capabilities ips, ipRanges), args.cni.ips, routes and
     dataDir in any case."""
@@ -211,7 +195,7 @@ def test_host_local_requests_recased(our_bin, tmp_path, variant):
 
     results = []
     for data, c in ((tmp_path / "a", conf(tmp_path / "a")),
-                    (tmp_path / "b", recase(conf(tmp_path / "b"), VARIANTS[variant]))):
+                    (tmp_path / "b", recase(conf(tmp_path / "b"), variant))):
         out = hl(our_bin, "ADD", c)
         assert out.ok, out
         results.append((out.doc, sorted(leases(data))))
@@ -222,13 +206,13 @@ def test_host_local_requests_recased(our_bin, tmp_path, variant):
 
 # ---------------------------------------------------------------- loopback
 
-@pytest.mark.parametrize("variant", ["as sent"] + list(VARIANTS))
+@pytest.mark.parametrize("variant", ["as sent"] + VARIANTS)
 def test_loopback_as_containerd_calls_it(our_bin, netns, variant):
     """containerd calls loopback itself: 0.3.1, name cni-loopback, CNI_IFNAME lo, the
     K8S_POD_* CNI_ARGS in whatever order."""
     conf = {"cniVersion": "0.3.1", "name": "cni-loopback", "type": "loopback"}
     if variant != "as sent":
-        conf = recase(conf, VARIANTS[variant])
+        conf = recase(conf, variant)
     args = ("K8S_POD_UID=u;IgnoreUnknown=1;K8S_POD_INFRA_CONTAINER_ID=c9;K8S_POD_NAME=p;"
             "K8S_POD_NAMESPACE=default")
     lo = os.path.join(our_bin, "loopback")

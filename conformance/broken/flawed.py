@@ -13,7 +13,10 @@ one rule of the spec. Each flaw must be caught by a named conformance check:
   runtime said, so a delegated IPAM is not found where the runtime put it (J43);
 - ``error-on-stderr``: failures print their error JSON on stderr only (B9/B11);
 - ``del-does-nothing``: DEL succeeds without removing anything (the leak checker, e.g.
-  portmap's rules left in the firewall).
+  portmap's rules left in the firewall);
+- ``case-sensitive-key``: reads one key (``"key"`` in ``.flaw.json``, default ``hostPort``)
+  case-sensitively, as a plugin matching keys exactly would: a re-cased spelling of it
+  (``HostPort``, what containerd sends) is ignored (K-recased-keys).
 """
 import json
 import os
@@ -29,6 +32,23 @@ verb = env.get("CNI_COMMAND", "")
 if flaw == "ignores-cni-path":
     env["CNI_PATH"] = "/usr/lib/cni"
 stdin = sys.stdin.buffer.read()
+
+
+def _drop_recased(v, key):
+    """``v`` without the keys that spell ``key`` in another case (the real plugin, being Go,
+    would read them as ``key``)."""
+    if isinstance(v, dict):
+        return {k: _drop_recased(x, key) for k, x in v.items() if k == key or k.lower() != key.lower()}
+    if isinstance(v, list):
+        return [_drop_recased(x, key) for x in v]
+    return v
+
+
+if flaw == "case-sensitive-key":
+    try:
+        stdin = json.dumps(_drop_recased(json.loads(stdin), spec.get("key", "hostPort"))).encode()
+    except ValueError:
+        pass  # not JSON: the real plugin reports it
 
 if flaw == "del-fails-twice" and verb == "DEL":
     mark = os.path.join(here, f".deleted-{env.get('CNI_CONTAINERID')}-{env.get('CNI_IFNAME')}")
