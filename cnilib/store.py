@@ -10,10 +10,21 @@ Layout of ``<dataDir>/<network>/`` (the reference's ``backend/disk``):
 * ``lock``: an empty file both implementations ``flock``; every operation runs under it.
 
 Either implementation reads the other's leases, never hands out a leased address and
-releases the other's leases on DEL. Differences: our files are created 0600 (the
-reference uses 0644), and everything is opened relative to the network directory's file
-descriptor with ``O_NOFOLLOW``, so neither a name from CNI input nor a symlink planted in
-the directory can make us read or write anywhere else.
+releases the other's leases on DEL. Differences:
+
+* our files are created 0600 (the reference uses 0644), and everything is opened relative
+  to the network directory's file descriptor with ``O_NOFOLLOW``, so neither a name from
+  CNI input nor a symlink planted in the directory can make us read or write anywhere else;
+* every open is ``O_NONBLOCK`` and only regular files are read, written or locked: a FIFO,
+  device or socket under a store name is never opened for I/O (the reference hangs on a
+  FIFO, holding the lock, and with it every other call on the network);
+* a lease is made atomically: its complete content is written to ``TEMP_NAME`` (a name no
+  scan takes for an address), then ``link(2)``-ed to the address's name, which fails if
+  the name exists instead of replacing it, then the temporary name is removed. A process
+  killed at any point leaves either no lease or a complete one (the reference creates the
+  file, then writes it: killed in between, it leaves an empty lease its DEL never frees);
+  a temporary file left by a crash holds no address and is removed by the next ADD or GC;
+* lease files are read whole (the reference's ``os.ReadFile``), up to MAX_LEASE_BYTES.
 """
 
 from __future__ import annotations
@@ -22,37 +33,73 @@ import posix  # not os: with the launchers' -S, importing os costs ~1.5 ms per c
 
 from cnilib.errors import IO_FAILURE, CNIError, invalid_config
 from cnilib.ip import IP, parse_ip
-from cnilib.lock import LOCK_NAME, FileLock
+from cnilib.lock import LOCK_NAME, FileLock, check_regular
 
 LINE_BREAK = "\r\n"
 LAST_RESERVED_PREFIX = "last_reserved_ip."
+# A lease being written; starts with "." so that no scan (ours: first character; the
+# reference's: net.ParseIP of the name) ever takes it for an address.
+TEMP_NAME = ".lease.tmp"
+PROBE_PREFIX = ".probe."
 FILE_MODE = 0o600
 DIR_MODE = 0o755  # as the reference: the directory listing is not secret, the files are
-_O_CLOEXEC_NOFOLLOW = posix.O_CLOEXEC | posix.O_NOFOLLOW
-# O_NONBLOCK: a FIFO named like a lease must not hang us; O_NOFOLLOW: never leave the dir.
-_READ = posix.O_RDONLY | posix.O_NONBLOCK | _O_CLOEXEC_NOFOLLOW
-_CREATE_NEW = posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | _O_CLOEXEC_NOFOLLOW
-_REWRITE = posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | _O_CLOEXEC_NOFOLLOW
-_MAX_LEASE = 4096  # a lease is ~80 bytes; anything bigger is not one of ours
+# The largest lease file we read. CNI_CONTAINERID reaches a plugin through execve(2), which
+# refuses any environment string over 128 KiB (MAX_ARG_STRLEN), so no CNI plugin can ever
+# have written a lease bigger than that: container IDs need no limit of ours, and a bigger
+# file is nobody's lease (its address stays taken, no verb removes it).
+MAX_LEASE_BYTES = 1 << 20
+_NB_CLOEXEC_NOFOLLOW = posix.O_NONBLOCK | posix.O_CLOEXEC | posix.O_NOFOLLOW
+# O_NONBLOCK: a FIFO under a store name must not hang us; O_NOFOLLOW: never leave the dir.
+_READ = posix.O_RDONLY | _NB_CLOEXEC_NOFOLLOW
+_CREATE_NEW = posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | _NB_CLOEXEC_NOFOLLOW
+_REWRITE = posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | _NB_CLOEXEC_NOFOLLOW
 # First characters a lease file name can start with (IPv4 digit, IPv6 hex digit or ':').
 _LEASE_FIRST = frozenset("0123456789abcdefABCDEF:")
+
+
+def _read_whole(fd: int, size: int) -> bytes | None:
+    """The content of regular file ``fd`` whose fstat size is ``size``; None when it is
+    (or grows) over MAX_LEASE_BYTES."""
+    if size > MAX_LEASE_BYTES:
+        return None
+    data = posix.read(fd, size + 1)  # one byte more than expected: a shorter read is EOF
+    if len(data) <= size:
+        return data
+    parts, total = [data], len(data)  # it grew since fstat: read on to the end
+    while True:
+        more = posix.read(fd, 65536)
+        if not more:
+            return b"".join(parts)
+        total += len(more)
+        if total > MAX_LEASE_BYTES:
+            return None
+        parts.append(more)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = posix.write(fd, view)
+        view = view[n:]
 
 
 class Lease:
     """One lease file: its ``name``, ``ip`` and owner.
 
     ``ifname`` is None for a legacy lease (container ID only) and for content we cannot
-    attribute; ``regular`` is False for anything but a plain file (never read or removed).
+    attribute; ``readable`` is False for anything but a regular file we could read whole
+    (a FIFO, device, socket, directory, symlink, a file over MAX_LEASE_BYTES): its address
+    stays taken and it is never read again or removed.
     """
 
-    __slots__ = ("name", "ip", "cid", "ifname", "regular")
+    __slots__ = ("name", "ip", "cid", "ifname", "readable")
 
-    def __init__(self, name: str, ip: IP, cid: str, ifname: str | None, regular: bool) -> None:
+    def __init__(self, name: str, ip: IP, cid: str, ifname: str | None, readable: bool) -> None:
         self.name = name
         self.ip = ip
         self.cid = cid
         self.ifname = ifname
-        self.regular = regular
+        self.readable = readable
 
     def is_exact(self, cid: str, ifname: str) -> bool:
         """Written for this (container ID, ifname) in the current format."""
@@ -60,7 +107,7 @@ class Lease:
 
     def is_legacy(self, cid: str) -> bool:
         """Written by an old version for this container (no ifname recorded)."""
-        return self.regular and self.ifname is None and self.cid == cid
+        return self.readable and self.ifname is None and self.cid == cid
 
     def __repr__(self) -> str:
         return f"Lease({self.name!r}, {self.cid!r}, {self.ifname!r})"
@@ -97,8 +144,10 @@ def _mkdir_p(path: str) -> None:
 class Store:
     """``<dataDir>/<network>/`` opened as a directory fd, with its lock file.
 
-    Use as a context manager: entering takes the lock, leaving releases it and closes
-    everything. Methods raise OSError for I/O problems the caller wants to tell apart.
+    Use as a context manager: entering takes the lock (waiting at most
+    ``cnilib.lock.wait_bound()`` for another holder, then CNI error 11), leaving releases
+    it and closes everything. Methods raise OSError for I/O problems the caller wants to
+    tell apart.
     """
 
     __slots__ = ("path", "dfd", "lock")
@@ -113,11 +162,12 @@ class Store:
         """Open (and with ``create``, make) the network's directory and lock file.
 
         Returns None when ``create`` is False and the directory does not exist (nothing was
-        ever leased there). Other failures raise CNIError code 5 naming the path.
+        ever leased there). Other failures (a lock file that is not a regular file among
+        them) raise CNIError code 5 naming the path.
         """
         network = check_network_name(network)
         path = data_dir + network if data_dir.endswith("/") else f"{data_dir}/{network}"
-        flags = posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC
+        flags = posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC | posix.O_NONBLOCK
         try:
             try:
                 dfd = posix.open(path, flags)
@@ -128,12 +178,12 @@ class Store:
                 dfd = posix.open(path, flags)
         except OSError as e:
             raise CNIError(IO_FAILURE, f"cannot open the lease store {path}: {e.strerror or e}") from None
+        lock_path = f"{path}/{LOCK_NAME}"
         try:
-            lock = FileLock(LOCK_NAME, dir_fd=dfd)
+            lock = FileLock(LOCK_NAME, dir_fd=dfd, path=lock_path)
         except OSError as e:
             posix.close(dfd)
-            raise CNIError(IO_FAILURE, f"cannot open the lock file {path}/{LOCK_NAME}: "
-                           f"{e.strerror or e}") from None
+            raise CNIError(IO_FAILURE, f"cannot open the lock file {lock_path}: {e.strerror or e}") from None
         return cls(path, dfd, lock)
 
     def close(self) -> None:
@@ -144,11 +194,30 @@ class Store:
             self.dfd = -1
 
     def __enter__(self) -> Store:
-        self.lock.acquire()
+        try:
+            self.lock.acquire()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- reading -----------------------------------------------------------------------
+    def _read(self, name: str) -> bytes | None:
+        """The whole content of regular file ``name``; None when it is anything else
+        (never opened for I/O: see the module doc), gone, unreadable or too big."""
+        try:
+            fd = posix.open(name, _READ, dir_fd=self.dfd)
+        except OSError:
+            return None  # a symlink (O_NOFOLLOW), vanished or unreadable
+        try:
+            return _read_whole(fd, check_regular(fd))
+        except OSError:
+            return None
+        finally:
+            posix.close(fd)
 
     # -- leases ----------------------------------------------------------------------
     def leases(self) -> list[Lease]:
@@ -163,11 +232,12 @@ class Store:
                     ip = parse_ip(name)
                 except ValueError:
                     continue
-                regular = entry.is_file(follow_symlinks=False)
-                cid, ifname = "", None
-                if regular:
-                    cid, ifname = self._owner(name)
-                out.append(Lease(name, ip, cid, ifname, regular))
+                # d_type first: a FIFO or device is not even opened.
+                owner = self._owner(name) if entry.is_file(follow_symlinks=False) else None
+                if owner is None:
+                    out.append(Lease(name, ip, "", None, False))
+                else:
+                    out.append(Lease(name, ip, owner[0], owner[1], True))
         return out
 
     def scan_for_add(self, cid: str, ifname: str) -> tuple[set[str], list[Lease]]:
@@ -179,8 +249,7 @@ class Store:
         want_old = cid.strip().encode()
         names: set[str] = set()
         held: list[Lease] = []
-        dfd = self.dfd
-        with posix.scandir(dfd) as it:
+        with posix.scandir(self.dfd) as it:
             for entry in it:
                 name = entry.name
                 if name[0] not in _LEASE_FIRST:
@@ -192,16 +261,12 @@ class Store:
                         continue
                 else:
                     names.add(name)
-                try:
-                    fd = posix.open(name, _READ, dir_fd=dfd)
-                except OSError:
-                    continue  # a symlink (O_NOFOLLOW), vanished or unreadable: nobody's
-                try:
-                    data = posix.read(fd, _MAX_LEASE).strip()
-                except OSError:
-                    data = b""
-                finally:
-                    posix.close(fd)
+                if not entry.is_file(follow_symlinks=False):
+                    continue  # taken, and nobody's: never opened
+                data = self._read(name)
+                if data is None:
+                    continue
+                data = data.strip()
                 if data == want or data == want_old:
                     try:
                         ip = parse_ip(name)
@@ -212,42 +277,59 @@ class Store:
 
     def owner_of(self, name: str) -> tuple[str, str | None]:
         """(container ID, ifname or None for a legacy lease) of lease ``name``; ("", None)
-        when it is gone or unreadable."""
-        return self._owner(name)
+        when it is gone, unreadable or not a regular file."""
+        return self._owner(name) or ("", None)
 
-    def _owner(self, name: str) -> tuple[str, str | None]:
-        try:
-            fd = posix.open(name, _READ, dir_fd=self.dfd)
-        except OSError:
-            return "", None  # vanished or unreadable: an owner nobody matches
-        try:
-            data = posix.read(fd, _MAX_LEASE)
-        except OSError:
-            data = b""
-        finally:
-            posix.close(fd)
+    def _owner(self, name: str) -> tuple[str, str | None] | None:
+        data = self._read(name)
+        if data is None:
+            return None
         # The reference compares TrimSpace(content) with "id\r\nifname", then with "id".
         text = data.decode("utf-8", "replace").strip()
         cid, sep, ifname = text.partition(LINE_BREAK)
         return (cid, ifname) if sep else (text, None)
 
-    def reserve(self, ip: IP, cid: str, ifname: str) -> bool:
-        """Create the lease file for ``ip`` (O_EXCL, 0600); False if it already exists."""
-        name = str(ip)
+    # -- writing ---------------------------------------------------------------------
+    def _write_temp(self, data: bytes) -> None:
+        """``TEMP_NAME`` created anew (O_EXCL, 0600) holding ``data``. One left by a killed
+        writer is removed first: we hold the lock, so nobody else is writing it."""
         try:
-            fd = posix.open(name, _CREATE_NEW, FILE_MODE, dir_fd=self.dfd)
+            fd = posix.open(TEMP_NAME, _CREATE_NEW, FILE_MODE, dir_fd=self.dfd)
         except FileExistsError:
-            return False
+            posix.unlink(TEMP_NAME, dir_fd=self.dfd)
+            fd = posix.open(TEMP_NAME, _CREATE_NEW, FILE_MODE, dir_fd=self.dfd)
         try:
-            data = (cid.strip() + LINE_BREAK + ifname).encode()
-            if posix.write(fd, data) != len(data):
-                raise OSError(f"short write to {self.path}/{name}")
+            _write_all(fd, data)
         except BaseException:
             posix.close(fd)
-            self.remove(name)
+            self.collect_temp()
             raise
         posix.close(fd)
-        return True
+
+    def _publish_temp(self, name: str) -> bool:
+        """Give the complete temporary file the name ``name``: False, and nothing changed,
+        when ``name`` exists (link(2) never replaces). The temporary name goes either way."""
+        try:
+            posix.link(TEMP_NAME, name, src_dir_fd=self.dfd, dst_dir_fd=self.dfd, follow_symlinks=False)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            self.collect_temp()
+
+    def reserve(self, ip: IP, cid: str, ifname: str) -> bool:
+        """Create the lease file for ``ip`` atomically (complete or absent, 0600); False if
+        the name already exists."""
+        self._write_temp((cid.strip() + LINE_BREAK + ifname).encode())
+        return self._publish_temp(str(ip))
+
+    def collect_temp(self) -> None:
+        """Remove a temporary lease file (a killed writer's leftover); never fails: the
+        file holds no address, so a failure to remove it costs nothing but its inode."""
+        try:
+            posix.unlink(TEMP_NAME, dir_fd=self.dfd)
+        except OSError:
+            pass
 
     def remove(self, name: str) -> None:
         """Delete one lease file; a file already gone is fine."""
@@ -258,32 +340,36 @@ class Store:
 
     # -- round robin -----------------------------------------------------------------
     def last_reserved(self, set_index: int) -> IP | None:
-        """The set's last reserved address, or None when missing or unreadable."""
-        try:
-            fd = posix.open(f"{LAST_RESERVED_PREFIX}{set_index}", _READ, dir_fd=self.dfd)
-        except OSError:
+        """The set's last reserved address, or None when missing, unreadable or not a
+        regular file."""
+        data = self._read(f"{LAST_RESERVED_PREFIX}{set_index}")
+        if data is None:
             return None
         try:
-            return parse_ip(posix.read(fd, 64).decode("ascii", "replace").strip())
-        except (OSError, ValueError):
+            return parse_ip(data.decode("ascii", "replace").strip())
+        except ValueError:
             return None  # as the reference: just start from the beginning of the set
-        finally:
-            posix.close(fd)
 
     def set_last_reserved(self, set_index: int, ip: IP) -> None:
-        """Record where the set's next walk resumes."""
+        """Record where the set's next walk resumes; OSError (NotRegularFile among them)
+        when the name holds something else than a regular file, which is left alone."""
         fd = posix.open(f"{LAST_RESERVED_PREFIX}{set_index}", _REWRITE, FILE_MODE, dir_fd=self.dfd)
         try:
-            posix.write(fd, str(ip).encode())
+            check_regular(fd)
+            _write_all(fd, str(ip).encode())
         finally:
             posix.close(fd)
 
     def probe(self) -> None:
-        """Prove the directory is writable: create, write and delete a scratch file."""
-        name = f".probe.{posix.getpid()}"
-        fd = posix.open(name, _REWRITE, FILE_MODE, dir_fd=self.dfd)
-        try:
-            posix.write(fd, b"probe")
-        finally:
-            posix.close(fd)
+        """Prove the directory takes a lease: write a temporary file, link it to a scratch
+        name (the two steps of ``reserve``), and delete both."""
+        name = f"{PROBE_PREFIX}{posix.getpid()}"
+        self._write_temp(b"probe")
+        if not self._publish_temp(name):  # a leftover of a killed probe with our PID
             self.remove(name)
+            self._write_temp(b"probe")
+            if not self._publish_temp(name):
+                import errno
+
+                raise FileExistsError(errno.EEXIST, "cannot replace a leftover probe file", name)
+        self.remove(name)

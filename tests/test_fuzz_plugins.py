@@ -8,11 +8,12 @@ file anywhere but the test's own data directory.
 
 Inputs: CNI_COMMAND among the verbs and junk; CNI_CONTAINERID/CNI_IFNAME/CNI_ARGS/CNI_PATH
 valid, empty, absent or random; CNI_NETNS absent, pointing at nothing, at a file or
-directory that is no network namespace, at another kind of namespace, or at a fresh
+directory or FIFO that is no network namespace, at another kind of namespace, or at a fresh
 namespace made for that example (never the machine's own). stdin is random bytes, random
 JSON, or a valid config of that plugin (per-plugin seeds; generic for plugins we know
 nothing about) with one key changed to a value of every other JSON type, removed, or
-joined by a junk key. host-local configs keep ``ipam.dataDir`` under the test's tmp dir
+joined by a junk key (junk includes kernel name templates such as ``br%d`` and plugin
+types, so ``ipam.type`` can name the plugin itself). host-local configs keep ``ipam.dataDir`` under the test's tmp dir
 (it is only ever set to values of the wrong type, which must be refused, never removed:
 a host-local without dataDir rightly uses /var/lib/cni/networks).
 
@@ -135,7 +136,11 @@ def _pin_data_dir(doc: object, data_dir: str, keep_bad_type: bool = False) -> ob
 
 # Values of every JSON type, to put where another type belongs.
 JUNK = [None, 0, -1, 2**63, 1.5, True, False, "", "x", "10.0.0.1", "10.0.0.0/8", "fd00::/64", "../../etc",
-        [], ["a"], [1], [None], {}, {"a": 1}, {"subnet": "10.0.0.0/8"}]
+        [], ["a"], [1], [None], {}, {"a": 1}, {"subnet": "10.0.0.0/8"},
+        # kernel name templates (the kernel would expand them: a bridge key "br%d" made br0)
+        "br%d", "eth%d", "%s",
+        # plugin types: as ipam.type, a plugin delegating to itself or to a non-IPAM plugin
+        "bridge", "portmap", "loopback", "host-local"]
 
 
 def _paths(doc, prefix=()):
@@ -207,11 +212,13 @@ class Sandbox:
         self.cwd = os.path.join(self.root, "cwd")
         self.nothing = os.path.join(self.root, "no-such-netns")
         self.file = os.path.join(self.root, "not-a-netns")
+        self.fifo = os.path.join(self.root, "fifo-netns")  # a blocking open(2) would hang on it
         self.resolv = os.path.join(self.root, "resolv.conf")
         for d in (self.data_dir, self.cwd):
             os.makedirs(d, exist_ok=True)
         with open(self.file, "w") as f:
             f.write("not a namespace\n")
+        os.mkfifo(self.fifo)
         with open(self.resolv, "w") as f:
             f.write("nameserver 10.77.0.1\nsearch example.org\noptions ndots:2\n")
         self.fixed = self.entries()
@@ -320,18 +327,26 @@ def _var(valid: list[str]):
     return _mostly(st.sampled_from(valid), st.one_of(st.none(), st.just(""), TEXT))
 
 
+# The longest CNI_CONTAINERID execve(2) passes: MAX_ARG_STRLEN (128 KiB) with the name and the NUL.
+MAX_ENV_ID = 131072 - len("CNI_CONTAINERID=") - 1
+# Valid container IDs longer than a page (lease files used to be read 4 KB at a time; libcni
+# sets no limit): around the 4 KB edge, far past it, and the longest the kernel passes.
+LONG_IDS = st.one_of(st.sampled_from([4095, 4096, 4097, 5000, MAX_ENV_ID]), st.integers(4000, 20000)).map(
+    lambda n: "L" * n)
+
+
 ENVS = st.fixed_dictionaries({
     "CNI_COMMAND": _mostly(st.sampled_from(VERBS),
                            st.one_of(st.none(), st.sampled_from(["add", "", "FOO", "ADD ", "VERSIONS"]), TEXT)),
-    "CNI_CONTAINERID": _var(["c1", "ctr-2", "f" * 64]),
-    "CNI_IFNAME": _var(["eth0", "lo", "net1", "a" * 15]),
+    "CNI_CONTAINERID": _mostly(_var(["c1", "ctr-2", "f" * 64]), LONG_IDS, 90),
+    "CNI_IFNAME": _var(["eth0", "lo", "net1", "a" * 15, "eth%d"]),
     "CNI_ARGS": _mostly(st.sampled_from(
         ["", "", "", "IgnoreUnknown=1", "IP=10.77.0.50", "FOO=bar", "IgnoreUnknown=1;K8S_POD_NAME=p", "IP=fd78::5",
          "IP=300.1.1.1", "IP=10.77.0.50/24", "novalue", "IgnoreUnknown=maybe", "K8S_POD_NAMESPACE=x;IP=10.78.0.3"]),
         st.one_of(st.none(), TEXT)),
     "CNI_PATH": _var([OUR_BIN, f"{OUR_BIN}:{REF_BIN}", "/nonexistent"]),
-    "CNI_NETNS": _mostly(st.just("fresh"), st.sampled_from(["absent", "empty", "nothing", "file", "dir", "uts", "null"]),
-                         70),
+    "CNI_NETNS": _mostly(st.just("fresh"), st.sampled_from(["absent", "empty", "nothing", "file", "dir", "uts", "null",
+                                                            "fifo"]), 70),
 })
 
 
@@ -465,7 +480,7 @@ def test_fuzz_plugin(our_bin, plugin, tmp_path_factory):
                 real["CNI_NETNS"] = ns.path
             elif where != "absent":
                 real["CNI_NETNS"] = {"empty": "", "nothing": box.nothing, "file": box.file, "dir": box.cwd,
-                                     "uts": "/proc/self/ns/uts", "null": "/dev/null"}[where]
+                                     "uts": "/proc/self/ns/uts", "null": "/dev/null", "fifo": box.fifo}[where]
             p = exec_plugin(binary, real, data, box.cwd)
         finally:
             if ns is not None:
@@ -486,3 +501,147 @@ def test_fuzz_plugin(our_bin, plugin, tmp_path_factory):
     print(f"\n{plugin}: {dict(sorted(stats.items()))}")  # with -s: how deep the examples got
     # Not only errors: some examples must have got all the way through.
     assert stats.get("ok", 0) > 0, stats
+
+
+# --------------------------------------------------------------------------- hostile stores
+
+# What may sit under a name of host-local's store (<dataDir>/<network>/): special files of
+# every kind, links, and regular files a crashed or foreign writer left.
+STORE_KINDS = ["fifo", "chardev", "socket", "dir", "symlink", "dangling", "empty", "long_lease", "foreign"]
+# Names of every role: the lock, round-robin files, the next candidates of each seed's sets,
+# the requested addresses of seed 2, a temporary lease, a probe and unrelated names.
+STORE_NAMES = ["lock", "last_reserved_ip.0", "last_reserved_ip.1", "10.77.0.10", "10.77.0.11", "10.78.0.2",
+               "fd78::", "fd78::1", "10.79.0.1", "10.79.0.99", "fd79::99", ".lease.tmp", ".probe.1", "junk"]
+SPECIAL = {"fifo", "chardev", "socket", "dir", "symlink", "dangling"}
+HOSTILE_VERBS = ["ADD", "ADD", "ADD", "DEL", "CHECK", "GC", "STATUS"]
+
+
+def _plant(path: str, kind: str, victim: str) -> None:
+    import socket
+    import stat
+    import tempfile
+    import uuid
+
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "chardev":
+        os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 5))  # /dev/zero's numbers: endless
+    elif kind == "socket":
+        short = os.path.join(tempfile.gettempdir(), f"fz{uuid.uuid4().hex[:8]}")  # sun_path is short
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.bind(short)
+            os.rename(short, path)
+        finally:
+            s.close()
+            if os.path.exists(short):
+                os.unlink(short)
+    elif kind == "dir":
+        os.mkdir(path)
+    elif kind == "symlink":
+        os.symlink(victim, path)
+    elif kind == "dangling":
+        os.symlink(victim + ".missing", path)
+    else:
+        content = {"empty": b"", "long_lease": b"L" * 5000 + b"\r\neth0", "foreign": b"someone\r\neth9"}[kind]
+        with open(path, "wb") as f:
+            f.write(content)
+
+
+def _kind(path: str) -> str:
+    import stat
+
+    mode = os.lstat(path).st_mode
+    for test, name in ((stat.S_ISFIFO, "fifo"), (stat.S_ISCHR, "chardev"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISDIR, "dir"), (stat.S_ISLNK, "link")):
+        if test(mode):
+            return name
+    return "file"
+
+
+@pytest.mark.skipif("host-local" not in PLUGINS, reason="no host-local in dist/bin")
+def test_fuzz_host_local_hostile_store(our_bin, tmp_path_factory):
+    """host-local on stores holding special files, links and foreign leases under every kind
+    of name, with short and very long container IDs, and resolvConf pointing at special
+    files: every call answers (exec_plugin's timeout makes a hang a failure), and
+    * an ADD's addresses are never a planted name, and their leases hold the attachment;
+    * after a DEL no regular lease holds the attachment;
+    * planted special files and links are never replaced, removed or followed (the victim
+      they point at is unchanged), except at the store's own temporary-lease name."""
+    binary = os.path.join(our_bin, "host-local")
+    box = Sandbox(tmp_path_factory.mktemp("fuzz-hostile-store"))
+    seed_list = seeds("host-local", box.data_dir, box.resolv)
+    victim = os.path.join(box.root, "victim")
+    with open(victim, "wb") as f:
+        f.write(b"c1\r\neth0")
+    box.fixed = box.entries()
+    counter = {"n": 0}
+    stats: dict[str, int] = {}
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(seed_idx=st.integers(0, len(seed_list) - 1),
+           planted=st.dictionaries(st.sampled_from(STORE_NAMES), st.sampled_from(STORE_KINDS), max_size=4),
+           resolv_kind=_mostly(st.none(), st.sampled_from(["fifo", "chardev", "dir", "socket"]), 80),
+           steps=st.lists(st.tuples(st.sampled_from(HOSTILE_VERBS),
+                                    _mostly(st.sampled_from(["c1", "c2"]), LONG_IDS, 60)), min_size=1, max_size=6))
+    def fuzz(seed_idx, planted, resolv_kind, steps):
+        counter["n"] += 1
+        data_dir = os.path.join(box.data_dir, f"ex{counter['n']}")
+        seed = copy.deepcopy(seed_list[seed_idx])
+        seed["ipam"]["dataDir"] = data_dir
+        store = os.path.join(data_dir, seed["name"])
+        os.makedirs(store)
+        for name, kind in planted.items():
+            _plant(os.path.join(store, name), kind, victim)
+        if resolv_kind is not None:
+            seed["ipam"]["resolvConf"] = os.path.join(data_dir, "resolv")
+            _plant(seed["ipam"]["resolvConf"], resolv_kind, victim)
+        special = {n: _kind(os.path.join(store, n)) for n, k in planted.items() if k in SPECIAL}
+        results: dict[tuple[str, str], dict] = {}
+        for verb, cid in steps:
+            if verb == "CHECK" and (cid, "eth0") not in results and results:
+                cid = next(iter(results))[0]  # mostly check what an ADD made
+            conf = dict(seed)
+            if verb in ("GC", "STATUS"):
+                conf["cniVersion"] = "1.1.0"
+                conf["cni.dev/valid-attachments"] = [{"containerID": c, "ifname": "eth0"} for c, _ in results]
+            if verb == "CHECK":
+                conf["cniVersion"] = "1.1.0"
+                if (cid, "eth0") in results:
+                    conf["prevResult"] = results[(cid, "eth0")]
+            env = {"CNI_COMMAND": verb, "CNI_CONTAINERID": cid, "CNI_NETNS": "/var/run/netns/fuzz-unused",
+                   "CNI_IFNAME": "eth0", "CNI_PATH": our_bin, "CNI_ARGS": ""}
+            p = exec_plugin(binary, env, json.dumps(conf).encode(), box.cwd)
+            what = f"{verb} cid[{len(cid)}] planted={planted} resolv={resolv_kind} seed {seed_idx}"
+            check_answer(p, verb, what)
+            outcome = "ok" if p.returncode == 0 else f"code {json.loads(p.stdout)['code']}"
+            stats[f"{verb} {outcome}"] = stats.get(f"{verb} {outcome}", 0) + 1
+            if p.returncode != 0:
+                continue
+            held = (cid + "\r\neth0").encode()
+            if verb == "ADD":
+                doc = json.loads(p.stdout)
+                for ipc in doc.get("ips", []):
+                    addr = ipc["address"].split("/")[0]
+                    assert addr not in planted, f"handed out planted {addr} ({planted[addr]}): {what}"
+                    with open(os.path.join(store, addr), "rb") as f:
+                        assert f.read() == held, what
+                results[(cid, "eth0")] = doc
+            elif verb == "DEL":
+                results.pop((cid, "eth0"), None)
+                for name in os.listdir(store):
+                    path = os.path.join(store, name)
+                    if name[0] in "0123456789abcdef:" and _kind(path) == "file":
+                        with open(path, "rb") as f:
+                            assert f.read().strip() != held, f"DEL left {name}: {what}"
+        for name, kind in special.items():
+            if name != ".lease.tmp":
+                assert _kind(os.path.join(store, name)) == kind, f"{name} ({kind}) was touched: {planted}"
+        with open(victim, "rb") as f:
+            assert f.read() == b"c1\r\neth0", "a planted link was followed"
+        assert box.entries() == box.fixed, f"files outside the data dir: {box.entries() ^ box.fixed}"
+
+    fuzz()
+    print(f"\nhostile store: {dict(sorted(stats.items()))}")
+    assert any(k.startswith("ADD ok") for k in stats), stats

@@ -31,7 +31,12 @@ CHAIN_PREFIX = "CNIPY-"  # + 22 hex = 28 characters, the iptables chain name lim
 # Host-port (portmap) chains of an owner: a name of their own, since one attachment may have
 # both masquerading (bridge) and host ports (portmap) in the same iptables nat table.
 HOSTPORT_CHAIN_PREFIX = "CNIPH-"
-LOCK_DIRS = ("/run/lock", "/run", "/tmp")
+# The machine-wide firewall locks live here: created 0700 by root and refused if it is
+# anyone else's, open to others, or a symlink (cnilib.lock.open_private_dir). Never in a
+# world-writable directory such as /run/lock, where any local user could take the lock
+# first and keep it, or plant a FIFO under its name, and so block every ipMasq and
+# portmap change of the machine.
+LOCK_DIR = "/run/cni-py"
 # CHECK found something missing: the suite's "not found" code.
 MISSING = 102
 
@@ -123,7 +128,10 @@ class Lock:
     write a batch computed from it; without the lock a parallel change between the two could
     make the batch delete another owner's element. One lock per backend, machine-wide (a
     lock per network namespace would do, but the cost is a microsecond and contention is
-    only between firewall changes, which take milliseconds).
+    only between firewall changes, which take milliseconds): ``LOCK_DIR/<name>``, a regular
+    file opened without following links or blocking. A holder that keeps it longer than
+    ``cnilib.lock.wait_bound()`` (``CNIPY_LOCK_TIMEOUT``, default 30 s) makes us fail with
+    code 11 ("try again later") naming the lock and its holder.
     """
 
     __slots__ = ("name", "_lk")
@@ -133,18 +141,28 @@ class Lock:
         self._lk = None
 
     def __enter__(self) -> "Lock":
-        from cnilib.lock import FileLock
+        import posix
 
-        err: OSError | None = None
-        for d in LOCK_DIRS:
-            try:
-                self._lk = FileLock(f"{d}/{self.name}")
-                break
-            except OSError as e:
-                err = e
-        if self._lk is None:
-            raise CNIError(IO_FAILURE, f"cannot create firewall lock {self.name}: {err}")
-        self._lk.acquire()
+        from cnilib.lock import FileLock, open_private_dir
+
+        path = f"{LOCK_DIR}/{self.name}"
+        try:
+            dfd = open_private_dir(LOCK_DIR)
+        except OSError as e:
+            raise CNIError(IO_FAILURE, f"cannot use the firewall lock directory {LOCK_DIR}: "
+                           f"{e.strerror or e}") from None
+        try:
+            self._lk = FileLock(self.name, dir_fd=dfd, path=path)
+        except OSError as e:
+            raise CNIError(IO_FAILURE, f"cannot open the firewall lock {path}: {e.strerror or e}") from None
+        finally:
+            posix.close(dfd)
+        try:
+            self._lk.acquire()
+        except BaseException:
+            self._lk.close()
+            self._lk = None
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

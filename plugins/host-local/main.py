@@ -9,8 +9,9 @@ at CNI 1.0.0): GC releases every lease whose attachment is not in
 range set still has a free address.
 
 Every verb runs under one ``flock`` of ``<dataDir>/<network>/lock`` (the file the
-reference locks too), and ADD is all-or-nothing: on any failure the leases it made are
-removed and no ``last_reserved_ip`` file moves.
+reference locks too; a holder that keeps it past ``CNIPY_LOCK_TIMEOUT`` seconds, default
+30, makes us fail with code 11 naming it), and ADD is all-or-nothing: on any failure the
+leases it made are removed and no ``last_reserved_ip`` file moves.
 """
 
 from __future__ import annotations
@@ -221,14 +222,17 @@ def cmd_gc(cmd: skel.CmdArgs) -> None:
             leases = store.leases()
         except OSError as e:
             raise _io_error(f"cannot list the lease store {store.path}", e) from None
+        store.collect_temp()  # a lease a killed ADD was writing: never visible as one
         doomed = []
         for lease in leases:
-            if not lease.regular:
-                continue
+            if not lease.readable:
+                continue  # a FIFO, device, socket, link or oversized file: not ours to judge
             if lease.ifname is not None:
                 stale = (lease.cid, lease.ifname) not in valid
             elif lease.cid == "":
-                stale = True  # an empty lease: a writer died between create and write
+                # An empty lease: a writer died between create and write (the reference,
+                # or our versions before leases were made atomically).
+                stale = True
             elif valid_name(lease.cid):
                 stale = lease.cid not in valid_cids  # legacy lease: any ifname of the container
             else:
