@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Callable
 
 from conformance.profiles import Profile, Sandbox
 
@@ -147,11 +148,14 @@ class World:
     def exec(self, binary: str, command: str, stdin: dict | bytes | str | None, *,
              containerid: str = "", netns: str | None = None, ifname: str = "",
              args: str = "", path: str | None = None, env: dict | None = None,
-             only_env: dict | None = None, timeout: float = 60, kill_after: float | None = None) -> Outcome:
+             only_env: dict | None = None, timeout: float = 60, kill_after: float | None = None,
+             wrap: Callable[[list[str]], list[str]] | None = None) -> Outcome:
         """Exec a plugin inside the host namespace with a minimal environment.
 
         ``only_env`` replaces the environment entirely (for environment checks);
-        ``kill_after`` SIGKILLs the plugin after that many seconds (crash checks).
+        ``kill_after`` SIGKILLs the plugin after that many seconds (crash checks);
+        ``wrap`` rewrites the command line (``Cage.wrap``: run it under a process limit).
+        A plugin still running after ``timeout`` is killed and TimeoutExpired raised.
         """
         if only_env is not None:
             e = dict(only_env)
@@ -163,6 +167,8 @@ class World:
                 e.update(env)
         data = stdin_bytes(stdin)
         cmd = ["ip", "netns", "exec", self.host, binary]
+        if wrap is not None:
+            cmd = wrap(cmd)
         if kill_after is not None:
             p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
             p.stdin.write(data)
