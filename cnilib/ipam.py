@@ -10,7 +10,7 @@ from __future__ import annotations
 import posix
 
 from cnilib import execplugin, gokeys
-from cnilib.errors import INTERNAL, INVALID_CONFIG, CNIError
+from cnilib.errors import DECODE_FAILURE, INTERNAL, INVALID_CONFIG, CNIError
 
 if False:  # type checking only
     from cnilib.skel import CmdArgs
@@ -100,7 +100,7 @@ def add(cmd: "CmdArgs") -> "Result":
     try:
         doc = jsonio.loads(out)
     except jsonio.JSONError as e:
-        raise CNIError(6, f"IPAM plugin {plugin_type(cmd)} returned an unreadable result: {e}") from None
+        raise CNIError(DECODE_FAILURE, f"IPAM plugin {plugin_type(cmd)} returned an unreadable result: {e}") from None
     return Result.parse(doc, cmd.conf.cni_version)
 
 

@@ -19,6 +19,7 @@ import sys
 
 from cnilib import version as _version
 from cnilib.errors import (
+    INCOMPATIBLE_VERSION,
     INTERNAL,
     INVALID_ENVIRONMENT,
     IO_FAILURE,
@@ -153,7 +154,7 @@ def execute(plugin: Plugin, env, read_stdin, out, err) -> int:
         conf.validate_name()
         _validate_attachment(cmd)
         if conf.cni_version not in plugin.versions:
-            raise CNIError(1, "incompatible CNI versions",
+            raise CNIError(INCOMPATIBLE_VERSION, "incompatible CNI versions",
                            f"config is {conf.cni_version!r}, plugin supports {list(plugin.versions)}")
         _version.gate_verb(command, conf.cni_version)
         conf.validate()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from cnilib import gokeys
 from cnilib import version as _version
-from cnilib.errors import DECODE_FAILURE, CNIError
+from cnilib.errors import DECODE_FAILURE, INTERNAL, CNIError
 from cnilib.ip import IP, Net, parse_cidr, parse_ip
 
 
@@ -317,7 +317,7 @@ class Result:
         ip4 = next((i for i in self.ips if i.version == 4), None)
         ip6 = next((i for i in self.ips if i.version == 6), None)
         if ip4 is None and ip6 is None:
-            raise CNIError(999, "cannot convert: no valid IP addresses")
+            raise CNIError(INTERNAL, "cannot convert: no valid IP addresses")
         out: dict = {"cniVersion": ver}
         for key, ipc in (("ip4", ip4), ("ip6", ip6)):
             if ipc is None:

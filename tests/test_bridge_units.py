@@ -247,7 +247,9 @@ def test_mac_sources_later_wins():
                                        ("0a58.0af4.0005", "0a:58:0a:f4:00:05"),
                                        ("0a:58:0a:f4:00", None), ("zz:58:0a:f4:00:05", None), ("", None)])
 def test_parse_mac(text, want):
-    assert _config.parse_mac(text) == want
+    from cnilib.confread import parse_mac
+
+    assert parse_mac(text) == want
 
 
 def test_lenient_load_never_raises_on_values():

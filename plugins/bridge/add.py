@@ -15,7 +15,8 @@ port's MAC (the reference pins it only for gateways).
 from __future__ import annotations
 
 from cnilib import link, netns, nl
-from cnilib.errors import INTERNAL, INVALID_CONFIG, INVALID_ENVIRONMENT, NOT_AVAILABLE, CNIError, invalid_config
+from cnilib.errors import (INTERNAL, INVALID_CONFIG, INVALID_ENVIRONMENT, NOT_AVAILABLE, TRY_AGAIN_LATER, CNIError,
+                           invalid_config)
 
 from . import config, naming
 
@@ -195,7 +196,7 @@ def _attach(cmd: "CmdArgs", cfg: config.BridgeConf, host: nl.Socket, ctr_fd: int
             raise CNIError(INTERNAL, f"failed to make veth pair for {cmd.ifname!r}: {e.strerror}") from None
         undo.push(f"host veth {name}", _delete_link, host, name)
         return br, name
-    raise CNIError(11, f"bridge {cfg.bridge!r} keeps disappearing while connecting {cmd.ifname!r}")
+    raise CNIError(TRY_AGAIN_LATER, f"bridge {cfg.bridge!r} keeps disappearing while connecting {cmd.ifname!r}")
 
 
 def _delete_link(sock: nl.Socket, name: str) -> None:
@@ -223,7 +224,7 @@ def _ensure_bridge(host: nl.Socket, cfg: config.BridgeConf, undo: Undo) -> link.
             raise CNIError(INTERNAL, f"failed to create bridge {name!r}: {e.strerror}") from None
         br = link.get(host, name)
         if br is None:
-            raise CNIError(11, f"bridge {name!r} disappeared right after its creation")
+            raise CNIError(TRY_AGAIN_LATER, f"bridge {name!r} disappeared right after its creation")
     if br.kind != "bridge":
         raise invalid_config("bridge", name, f"a link of that name already exists and is not a bridge "
                                              f"(it is {'a ' + br.kind if br.kind else 'a plain device'})")

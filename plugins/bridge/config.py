@@ -9,15 +9,15 @@ have accepted (or a broken one) never blocks releasing an attachment.
 from __future__ import annotations
 
 from cnilib import gokeys
-from cnilib.errors import CNIError, invalid_config
+from cnilib.confread import Reader, check_mac
+from cnilib.errors import CNIError
 
-if False:  # type checking only
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     from cnilib.skel import CmdArgs
 
 DEFAULT_BRIDGE = "cni0"
 BACKENDS = ("iptables", "nftables")
-MIN_MTU = 68  # ETH_MIN_MTU: the smallest MTU a veth or bridge accepts
-MAX_MTU = 65535  # a veth's and a bridge's max_mtu
 MAX_VLAN = 4094
 
 BOOL_KEYS = {
@@ -85,72 +85,21 @@ class BridgeConf:
         return ", ".join(opts)
 
 
-class _Reader:
-    """Collects values; in strict mode the first bad one raises, else it is skipped."""
-
-    def __init__(self, strict: bool) -> None:
-        self.strict = strict
-
-    def bad(self, key: str, value: object, why: str) -> None:
-        if self.strict:
-            raise invalid_config(key, value, why)
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def load(cmd: "CmdArgs", strict: bool = True) -> BridgeConf:
     """The bridge config of this invocation (see the module docstring for ``strict``)."""
-    from cnilib.skel import valid_ifname
-
-    data = cmd.conf.read(FIELDS)
-    rd = _Reader(strict)
+    rd = Reader(cmd.conf.data, FIELDS, strict=strict)
     c = BridgeConf()
     c.name = cmd.conf.name or ""
-
-    br = data.get("bridge")
-    if br is not None and br != "":
-        why = valid_ifname(br) if isinstance(br, str) else "must be a string"
-        if why:
-            rd.bad("bridge", br, why)
-        else:
-            c.bridge = br
-
-    for key, (attr, _default) in BOOL_KEYS.items():
-        v = data.get(key)
-        if v is None:
-            continue
-        if isinstance(v, bool):
-            setattr(c, attr, v)
-        else:
-            rd.bad(key, v, "must be true or false")
+    c.bridge = rd.ifname("bridge", DEFAULT_BRIDGE)
+    for key, (attr, default) in BOOL_KEYS.items():
+        setattr(c, attr, rd.bool(key, default))
     if c.is_default_gw:
         c.is_gw = True
-
-    backend = data.get("ipMasqBackend")
-    if backend is not None:
-        if backend in BACKENDS:
-            c.ipmasq_backend = backend
-        else:
-            rd.bad("ipMasqBackend", backend, f"must be one of {', '.join(BACKENDS)}")
-
-    mtu = data.get("mtu")
-    if mtu is not None:
-        if _is_int(mtu) and (mtu == 0 or MIN_MTU <= mtu <= MAX_MTU):
-            c.mtu = mtu
-        else:
-            rd.bad("mtu", mtu, f"must be 0 (the kernel's default) or between {MIN_MTU} and {MAX_MTU}")
-
-    vlan = data.get("vlan")
-    if vlan is not None:
-        if _is_int(vlan) and 0 <= vlan <= MAX_VLAN:
-            c.vlan = vlan
-        else:
-            rd.bad("vlan", vlan, f"must be a VLAN ID between 0 (none) and {MAX_VLAN}")
-    trunk = data.get("vlanTrunk")
-    if trunk is not None:
-        c.vlans = _trunk(trunk, rd)
+    c.ipmasq_backend = rd.choice("ipMasqBackend", BACKENDS)
+    c.mtu = rd.mtu()
+    c.vlan = rd.int("vlan", 0, 0, MAX_VLAN, why=f"must be a VLAN ID between 0 (none) and {MAX_VLAN}")
+    if rd.has("vlanTrunk"):
+        c.vlans = _trunk(rd)
 
     t = cmd.conf.ipam_type()
     if isinstance(t, str):
@@ -169,47 +118,42 @@ def load(cmd: "CmdArgs", strict: bool = True) -> BridgeConf:
     return c
 
 
-def _trunk(trunk: object, rd: _Reader) -> list[int]:
+def _trunk(rd: Reader) -> list[int]:
     """The reference's collectVlanTrunk: ``{id}`` or ``{minID, maxID}`` entries, 1-4094,
     merged into a sorted list without duplicates."""
+    trunk = rd.raw("vlanTrunk")
     if not isinstance(trunk, list):
         rd.bad("vlanTrunk", trunk, "must be a list of {\"id\"} or {\"minID\", \"maxID\"} objects")
         return []
     vids: set[int] = set()
+    vid = dict(lo=1, hi=MAX_VLAN, why=f"must be between 1 and {MAX_VLAN}")
     for i, item in enumerate(trunk):
-        key = f"vlanTrunk[{i}]"
-        if not isinstance(item, dict):
-            rd.bad(key, item, "must be an object with id or minID and maxID")
+        e = rd.item(item, i, TRUNK_ENTRY, "vlanTrunk")
+        if e is None:
             continue
-        f = TRUNK_ENTRY.read(item)
-        lo, hi, one = f.get("minID"), f.get("maxID"), f.get("id")
-        if lo is None and hi is None and one is None:
-            rd.bad(key, item, "sets none of id, minID, maxID")
+        if not (e.has("minID") or e.has("maxID") or e.has("id")):
+            e.bad("", item, "sets none of id, minID, maxID")
             continue
-        if (lo is None) != (hi is None):
-            missing = "minID" if lo is None else "maxID"
-            rd.bad(key, item, f"minID and maxID must be set together ({missing} is missing)")
+        if e.has("minID") != e.has("maxID"):
+            missing = "maxID" if e.has("minID") else "minID"
+            e.bad("", item, f"minID and maxID must be set together ({missing} is missing)")
             continue
-        if lo is not None:
-            if not (_is_int(lo) and 1 <= lo <= MAX_VLAN):
-                rd.bad(f"{key}.minID", lo, f"must be between 1 and {MAX_VLAN}")
-                continue
-            if not (_is_int(hi) and 1 <= hi <= MAX_VLAN):
-                rd.bad(f"{key}.maxID", hi, f"must be between 1 and {MAX_VLAN}")
+        if e.has("minID"):
+            lo, hi = e.int("minID", 0, **vid), e.int("maxID", 0, **vid)
+            if not (lo and hi):
                 continue
             if hi < lo:
-                rd.bad(key, item, "minID is greater than maxID")
+                e.bad("", item, "minID is greater than maxID")
                 continue
             vids.update(range(lo, hi + 1))
-        if one is not None:
-            if not (_is_int(one) and 1 <= one <= MAX_VLAN):
-                rd.bad(f"{key}.id", one, f"must be between 1 and {MAX_VLAN}")
-                continue
-            vids.add(one)
+        if e.has("id"):
+            one = e.int("id", 0, **vid)
+            if one:
+                vids.add(one)
     return sorted(vids)
 
 
-def _dns(raw: dict | None, rd: _Reader):
+def _dns(raw: dict | None, rd: Reader):
     """The config's ``dns`` when it sets anything (the reference's dnsConfSet: a present
     list, even empty, counts), else None."""
     if not raw:
@@ -227,7 +171,7 @@ def _dns(raw: dict | None, rd: _Reader):
         return None
 
 
-def _mac(cmd: "CmdArgs", c: BridgeConf, rd: _Reader) -> None:
+def _mac(cmd: "CmdArgs", c: BridgeConf, rd: Reader) -> None:
     """The container MAC: CNI_ARGS ``MAC``, then ``args.cni.mac``, then
     ``runtimeConfig.mac``; the later source wins, empty values are ignored."""
     from cnilib import args as _args
@@ -244,31 +188,8 @@ def _mac(cmd: "CmdArgs", c: BridgeConf, rd: _Reader) -> None:
     for where, v in sources:
         if v is None or v == "":
             continue
-        mac = parse_mac(v) if isinstance(v, str) else None
-        if mac is None:
-            rd.bad(where, v, "must be a MAC address like 0a:58:0a:f4:00:05")
-            continue
-        if int(mac[:2], 16) & 1:
-            rd.bad(where, v, "must be a unicast MAC address (the first octet's lowest bit clear)")
+        mac, why = check_mac(v)
+        if why:
+            rd.bad(where, v, why)
             continue
         c.mac, c.mac_source = mac, where
-
-
-def parse_mac(text: str) -> str | None:
-    """A 6-byte MAC in any of Go's net.ParseMAC notations (``aa:bb:..``, ``aa-bb-..``,
-    ``aabb.ccdd.eeff``) as lower-case colon form; None if it is not one."""
-    hexdigits = "0123456789abcdefABCDEF"
-    t = text.strip() if isinstance(text, str) else ""
-    if len(t) == 17 and t[2] in ":-":
-        sep = t[2]
-        parts = t.split(sep)
-        if len(parts) != 6 or any(len(p) != 2 or not all(ch in hexdigits for ch in p) for p in parts):
-            return None
-    elif len(t) == 14 and t[4] == "." and t[9] == ".":
-        raw = t.replace(".", "")
-        if len(raw) != 12 or not all(ch in hexdigits for ch in raw):
-            return None
-        parts = [raw[i:i + 2] for i in range(0, 12, 2)]
-    else:
-        return None
-    return ":".join(p.lower() for p in parts)

@@ -10,7 +10,7 @@ CHECK compares. The netlink socket is the one opened in this namespace by the ca
 from __future__ import annotations
 
 from cnilib import link, sysctl
-from cnilib.errors import CNIError
+from cnilib.errors import INTERNAL, CNIError
 
 if False:  # type checking only
     from cnilib import nl
@@ -45,12 +45,12 @@ def configure(sock: "nl.Socket", ifname: str, index: int, result: "Result | None
                 try:
                     sysctl.ensure(path, "0")
                 except OSError as e:
-                    raise CNIError(999, f"failed to enable IPv6 on {dev!r} ({path}): {e.strerror}") from None
+                    raise CNIError(INTERNAL, f"failed to enable IPv6 on {dev!r} ({path}): {e.strerror}") from None
             sysctl.try_set(f"net/ipv6/conf/{ifname}/keep_addr_on_down", "1")
         try:
             link.addr_add(sock, index, ipc.address)
         except OSError as e:
-            raise CNIError(999, f"failed to add IP address {ipc.address} to {ifname!r}: {e.strerror}") from None
+            raise CNIError(INTERNAL, f"failed to add IP address {ipc.address} to {ifname!r}: {e.strerror}") from None
         if ipc.gateway is not None and gw[ipc.gateway.version] is None:
             gw[ipc.gateway.version] = ipc.gateway
     # Up only once addressed, as the reference: arp_notify then announces the address
@@ -67,7 +67,7 @@ def configure(sock: "nl.Socket", ifname: str, index: int, result: "Result | None
             link.route_add(sock, index, r.dst, via, mtu=r.mtu, advmss=r.advmss, priority=r.priority,
                            table=r.table, scope=r.scope)
         except OSError as e:
-            raise CNIError(999, f"failed to add route '{r.dst} via {via} dev {ifname}': {e.strerror}") from None
+            raise CNIError(INTERNAL, f"failed to add route '{r.dst} via {via} dev {ifname}': {e.strerror}") from None
 
 
 def settle(sock: "nl.Socket", ifname: str, index: int, timeout: float = SETTLE_TIMEOUT) -> None:

@@ -13,10 +13,8 @@ reference leaves them.
 
 from __future__ import annotations
 
-import sys
-
 from cnilib import link, netns, nl
-from cnilib.errors import CNIError
+from cnilib.errors import CNIError, Teardown
 
 from . import config, naming
 
@@ -26,33 +24,21 @@ if False:  # type checking only
 
 def cmd_del(cmd: "CmdArgs") -> None:
     cfg = config.load(cmd, strict=False)
-    errors: list[CNIError] = []
-
-    def attempt(what: str, fn, *args) -> None:
-        try:
-            fn(*args)
-        except CNIError as e:
-            errors.append(e)
-        except OSError as e:
-            errors.append(CNIError(999, f"{what}: {e.strerror or e}"))
-
-    attempt("deleting the veth pair", _delete_veth, cmd, cfg)
+    td = Teardown("bridge: DEL")
+    td.attempt("deleting the veth pair", _delete_veth, cmd, cfg)
     if cfg.layer3:
         from cnilib import ipam
 
-        attempt("IPAM DEL", ipam.delete, cmd)
+        td.attempt("IPAM DEL", ipam.delete, cmd)
     if cfg.macspoofchk:
         from . import spoofcheck
 
-        attempt("macspoofchk teardown", spoofcheck.teardown, cmd.container_id, cmd.ifname)
+        td.attempt("macspoofchk teardown", spoofcheck.teardown, cmd.container_id, cmd.ifname)
     if cfg.ipmasq:
         from . import masq
 
-        attempt("masquerade teardown", masq.release, cfg, cmd.container_id, cmd.ifname, _prev_result(cmd))
-    if errors:
-        for e in errors[1:]:
-            sys.stderr.write(f"bridge: DEL: also failed: {e.msg}\n")
-        raise errors[0]
+        td.attempt("masquerade teardown", masq.release, cfg, cmd.container_id, cmd.ifname, _prev_result(cmd))
+    td.finish()
 
 
 def _prev_result(cmd: "CmdArgs"):
@@ -109,29 +95,19 @@ def cmd_gc(cmd: "CmdArgs") -> None:
     """GC: IPAM GC, then the masquerading and host veths of this network's attachments
     that are not in ``cni.dev/valid-attachments`` (nothing when the list is absent)."""
     cfg = config.load(cmd, strict=False)
-    errors: list[CNIError] = []
+    td = Teardown("bridge: GC")
     if cfg.layer3:
         from cnilib import ipam
 
-        try:
-            ipam.gc(cmd)
-        except CNIError as e:
-            errors.append(e)
+        td.attempt("IPAM GC", ipam.gc, cmd)
     keep = cmd.conf.valid_attachments()
     if keep is not None:
         if cfg.ipmasq:
             from . import masq
 
-            try:
-                masq.gc(cfg, keep)
-            except CNIError as e:
-                errors.append(e)
-        try:
-            _gc_veths(cfg, keep)
-        except (CNIError, OSError) as e:
-            errors.append(e if isinstance(e, CNIError) else CNIError(999, f"GC of host veths: {e}"))
-    if errors:
-        raise errors[0]
+            td.attempt("masquerade GC", masq.gc, cfg, keep)
+        td.attempt("GC of host veths", _gc_veths, cfg, keep)
+    td.finish()
 
 
 def _gc_veths(cfg: config.BridgeConf, keep: set[tuple[str, str]]) -> None:

@@ -11,7 +11,7 @@ their prefixes do not overlap.
 from __future__ import annotations
 
 from cnilib import link, sysctl
-from cnilib.errors import INVALID_CONFIG, CNIError
+from cnilib.errors import INTERNAL, INVALID_CONFIG, CNIError
 from cnilib.ip import IP, Net
 
 if False:  # type checking only
@@ -66,7 +66,7 @@ def ensure_addr(sock: "nl.Socket", dev: "link.Link", gw: Net, force: bool, dad: 
     try:
         return link.addr_add(sock, dev.index, gw, 0 if dad or gw.version == 4 else link.IFA_F_NODAD)
     except OSError as e:
-        raise CNIError(999, f"could not add IP address {gw} to {dev.name!r}: {e.strerror}") from None
+        raise CNIError(INTERNAL, f"could not add IP address {gw} to {dev.name!r}: {e.strerror}") from None
 
 
 def enable_forwarding(version: int) -> None:
@@ -75,4 +75,4 @@ def enable_forwarding(version: int) -> None:
     try:
         sysctl.ensure(path, "1")
     except OSError as e:
-        raise CNIError(999, f"failed to enable forwarding ({path}): {e.strerror}") from None
+        raise CNIError(INTERNAL, f"failed to enable forwarding ({path}): {e.strerror}") from None

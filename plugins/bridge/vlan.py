@@ -17,7 +17,7 @@ option and the missing feature.
 from __future__ import annotations
 
 from cnilib import link
-from cnilib.errors import NOT_AVAILABLE, CNIError
+from cnilib.errors import INTERNAL, NOT_AVAILABLE, CNIError
 
 if False:  # type checking only
     from cnilib import nl
@@ -109,7 +109,7 @@ def ensure_gateway_iface(sock: "nl.Socket", br: "link.Link", cfg: "BridgeConf") 
                 if e.errno != link.EEXIST or link.get(sock, name) is not None:
                     raise
         else:
-            raise CNIError(999, f"no free veth name for the VLAN gateway {name}")
+            raise CNIError(INTERNAL, f"no free veth name for the VLAN gateway {name}")
     finally:
         posix.close(fd)
     p = link.get(sock, port)

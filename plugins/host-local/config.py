@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from cnilib import gokeys
 from cnilib import version as _version
+from cnilib.confread import Reader
 from cnilib.errors import INVALID_ENVIRONMENT, CNIError, invalid_config
-from cnilib.ip import IP, Net, parse_cidr, parse_ip, parse_ip_or_cidr
+from cnilib.ip import IP, Net, parse_cidr, parse_ip_or_cidr
 
 from .allocator import Range, RangeSet, Request
 
@@ -53,22 +54,10 @@ RANGE = gokeys.Struct(*_RANGE_KEYS)
 RUNTIME = gokeys.Struct("ipRanges", "ips")
 
 
-def _ipam(conf) -> dict:
+def _ipam(conf) -> Reader:
     if conf.ipam is None:
         raise invalid_config("ipam", None, "host-local needs an \"ipam\" object")
-    return IPAM.read(conf.ipam)
-
-
-def _str(f: dict, key: str, where: str) -> str:
-    """An optional string key; absent, null and "" all mean unset (as in Go)."""
-    v = f.get(key)
-    if v is None:
-        return ""
-    if not isinstance(v, str):
-        raise invalid_config(f"{where}.{key}", v, "must be a string")
-    if "\0" in v:
-        raise invalid_config(f"{where}.{key}", v, "contains a NUL byte")
-    return v
+    return Reader(conf.ipam, IPAM, "ipam")
 
 
 def load_store_location(conf) -> IPAMConfig:
@@ -77,16 +66,15 @@ def load_store_location(conf) -> IPAMConfig:
     DEL must be able to release leases even when the ranges of the config are broken (a
     config edited after the container started), so it needs nothing else.
     """
-    f = _ipam(conf)
-    return IPAMConfig(conf.name, _str(f, "dataDir", "ipam") or DEFAULT_DATA_DIR)
+    return IPAMConfig(conf.name, _ipam(conf).str("dataDir", DEFAULT_DATA_DIR))
 
 
 def load(conf, env_args: dict[str, str] | None = None) -> IPAMConfig:
     """Parse and validate everything (ADD, CHECK, STATUS); ``env_args`` is CNI_ARGS parsed."""
     f = _ipam(conf)
-    cfg = IPAMConfig(conf.name, _str(f, "dataDir", "ipam") or DEFAULT_DATA_DIR)
-    cfg.resolv_conf = _str(f, "resolvConf", "ipam")
-    cfg.routes = _routes(f.get("routes"))
+    cfg = IPAMConfig(conf.name, f.str("dataDir", DEFAULT_DATA_DIR))
+    cfg.resolv_conf = f.str("resolvConf")
+    cfg.routes = _routes(f.raw("routes"))
     rc = RUNTIME.read(conf.runtime_config)
     cfg.sets = _range_sets(conf, f, rc)
     if env_args is not None:
@@ -96,7 +84,7 @@ def load(conf, env_args: dict[str, str] | None = None) -> IPAMConfig:
 
 # -- ranges ----------------------------------------------------------------------------
 
-def _range_sets(conf, f: dict, rc: dict) -> list[RangeSet]:
+def _range_sets(conf, f: Reader, rc: dict) -> list[RangeSet]:
     sets: list[RangeSet] = []
     runtime = rc.get("ipRanges")
     if runtime is not None:
@@ -109,7 +97,7 @@ def _range_sets(conf, f: dict, rc: dict) -> list[RangeSet]:
     legacy = _range(f, "ipam", legacy=True)
     if legacy is not None:
         sets.append(RangeSet([legacy], "ipam"))
-    ranges = f.get("ranges")
+    ranges = f.raw("ranges")
     if ranges is not None:
         if not isinstance(ranges, list):
             raise invalid_config("ipam.ranges", ranges, "must be a list of range sets")
@@ -144,25 +132,19 @@ def _range_set(obj: object, where: str) -> RangeSet:
     return RangeSet(ranges, where)
 
 
-def _ip_key(f: dict, key: str, where: str) -> IP | None:
-    text = _str(f, key, where)
-    if not text:
-        return None
-    try:
-        return parse_ip(text)
-    except ValueError:
-        raise invalid_config(f"{where}.{key}", text, "not an IP address") from None
-
-
-def _range(obj: object, where: str, legacy: bool = False) -> Range | None:
-    if not isinstance(obj, dict):
+def _range(obj: "dict | Reader", where: str, legacy: bool = False) -> Range | None:
+    """One range; ``legacy``: the single range of ``ipam``'s own keys (``obj`` is its Reader)."""
+    if isinstance(obj, Reader):
+        f = obj
+    elif isinstance(obj, dict):
+        f = Reader(obj, RANGE, where)
+    else:
         raise invalid_config(where, obj, "a range must be an object")
-    f = obj if legacy else RANGE.read(obj)  # the legacy keys come from the already read ipam
-    gateway = _ip_key(f, "gateway", where)
-    start = _ip_key(f, "rangeStart", where)
-    end = _ip_key(f, "rangeEnd", where)
+    gateway = f.ip("gateway")
+    start = f.ip("rangeStart")
+    end = f.ip("rangeEnd")
     key = f"{where}.subnet"
-    text = f.get("subnet")
+    text = f.raw("subnet")
     if text is None:
         if legacy:
             return None
@@ -237,21 +219,17 @@ def _routes(obj: object) -> list:
         where = f"ipam.routes[{i}]"
         if not isinstance(item, dict):
             raise invalid_config(where, item, "a route must be an object")
-        f = ROUTE_FIELDS.read(item)
-        dst = f.get("dst")
+        f = Reader(item, ROUTE_FIELDS, where)
+        dst = f.raw("dst")
         if not isinstance(dst, str):
             raise invalid_config(f"{where}.dst", dst, "every route needs a dst CIDR string")
         try:
             net = parse_cidr(dst)
         except ValueError:
             raise invalid_config(f"{where}.dst", dst, "not a CIDR (address/prefix)") from None
-        gw = _ip_key(f, "gw", where)
-        ints = {}
-        for k in ("mtu", "advmss", "priority", "table", "scope"):
-            v = f.get(k)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
-                raise invalid_config(f"{where}.{k}", v, "must be an integer")
-            ints[k] = v
+        gw = f.ip("gw")
+        ints = {k: f.int(k, None, why="must be an integer")  # type: ignore[arg-type]
+                for k in ("mtu", "advmss", "priority", "table", "scope")}
         out.append(Route(net, gw, ints["mtu"] or 0, ints["advmss"] or 0, ints["priority"] or 0,
                          ints["table"], ints["scope"]))
     return out

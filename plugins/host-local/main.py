@@ -158,14 +158,12 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
 
 def _remove_all(store: Store, doomed: list) -> None:
     """Remove every lease in ``doomed``, carrying on past failures, then report them."""
-    failed = []
+    from cnilib.errors import Teardown
+
+    td = Teardown("host-local", os_code=IO_FAILURE)
     for lease in doomed:
-        try:
-            store.remove(lease.name)
-        except OSError as e:
-            failed.append(f"{lease.name}: {e.strerror or e}")
-    if failed:
-        raise CNIError(IO_FAILURE, f"cannot release leases in {store.path}", "; ".join(failed))
+        td.attempt(f"cannot release lease {lease.name} in {store.path}", store.remove, lease.name)
+    td.finish()
 
 
 # -- CHECK -----------------------------------------------------------------------------

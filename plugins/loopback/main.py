@@ -9,11 +9,11 @@ succeeds when CNI_NETNS is empty or the namespace is already gone.
 from __future__ import annotations
 
 from cnilib import netns, skel
-from cnilib.errors import CNIError
+from cnilib.errors import NOT_AS_ADDED, CNIError
 
 LO = "lo"
-# Plugin-specific code: lo is down or has a non-loopback address.
-LOOPBACK_BROKEN = 100
+# lo is down or has a non-loopback address (was 100, which means "no address available").
+LOOPBACK_BROKEN = NOT_AS_ADDED
 
 
 def _up_and_addresses() -> tuple[object, object]:
