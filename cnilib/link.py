@@ -216,6 +216,67 @@ def create_veth(sock: nl.Socket, name: str, peer: str, peer_netns_fd: int, mtu: 
                  nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL)
 
 
+# -- links with a parent (macvlan, ipvlan, vlan) and dummies ------------------------------
+
+MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8}
+IPVLAN_MODES = {"l2": 0, "l3": 1, "l3s": 2}
+
+
+def _new_link_request(kind: str, name: str, *, parent: int = 0, netns_fd: int = -1, mtu: int = 0,
+                      mac: str = "", data: list | None = None):
+    """RTM_NEWLINK for a link of ``kind`` called ``name``: on ``parent`` (IFLA_LINK, an
+    ifindex of the namespace the request is sent in) and, with ``netns_fd``, created
+    directly in that namespace (IFLA_NET_NS_FD), so it never appears in the host under a
+    name that could clash; left down."""
+    attrs: list = [("IFLA_IFNAME", name)]
+    if parent:
+        attrs.append(("IFLA_LINK", parent))
+    if netns_fd >= 0:
+        attrs.append(("IFLA_NET_NS_FD", netns_fd))
+    if mtu:
+        attrs.append(("IFLA_MTU", mtu))
+    if mac:
+        attrs.append(("IFLA_ADDRESS", mac))
+    info: list = [("IFLA_INFO_KIND", kind)]
+    if data:
+        info.append(("IFLA_INFO_DATA", {"attrs": data}))
+    attrs.append(("IFLA_LINKINFO", {"attrs": info}))
+    return _ifinfo(attrs=attrs)
+
+
+def macvlan_request(name: str, parent: int, mode: str = "bridge", *, netns_fd: int = -1, mtu: int = 0,
+                    mac: str = ""):
+    """A macvlan on ``parent`` in ``mode`` (MACVLAN_MODES)."""
+    return _new_link_request("macvlan", name, parent=parent, netns_fd=netns_fd, mtu=mtu, mac=mac,
+                             data=[("IFLA_MACVLAN_MODE", MACVLAN_MODES[mode])])
+
+
+def ipvlan_request(name: str, parent: int, mode: str = "l2", *, netns_fd: int = -1, mtu: int = 0):
+    """An ipvlan on ``parent`` in ``mode`` (IPVLAN_MODES)."""
+    return _new_link_request("ipvlan", name, parent=parent, netns_fd=netns_fd, mtu=mtu,
+                             data=[("IFLA_IPVLAN_MODE", IPVLAN_MODES[mode])])
+
+
+def vlan_link_request(name: str, parent: int, vid: int, *, netns_fd: int = -1, mtu: int = 0):
+    """An 802.1Q VLAN link with ID ``vid`` (0-4094) on ``parent``."""
+    if not 0 <= vid <= 4094:
+        raise ValueError(f"VLAN ID {vid} out of range 0-4094")
+    return _new_link_request("vlan", name, parent=parent, netns_fd=netns_fd, mtu=mtu,
+                             data=[("IFLA_VLAN_ID", vid)])
+
+
+def dummy_request(name: str, *, netns_fd: int = -1, mtu: int = 0, mac: str = ""):
+    """A dummy link."""
+    return _new_link_request("dummy", name, netns_fd=netns_fd, mtu=mtu, mac=mac)
+
+
+def create(sock: nl.Socket, request) -> None:
+    """Send a link-creating request (the ``*_request`` builders) create-exclusive:
+    NetlinkError EEXIST when the name is taken, EOPNOTSUPP/ENOTSUPP when the kernel has no
+    such kind (a plugin turns that into a clear error naming the missing feature)."""
+    sock.request(request, nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL)
+
+
 def set_link(sock: nl.Socket, index: int, *, up: bool | None = None, promisc: bool | None = None,
              mac: str = "", mtu: int = 0, alias: str | None = None, master: int | None = None) -> None:
     """Change attributes of link ``index`` in one request."""

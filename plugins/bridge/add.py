@@ -15,37 +15,19 @@ port's MAC (the reference pins it only for gateways).
 from __future__ import annotations
 
 from cnilib import link, netns, nl
+from cnilib.undo import Undo
 from cnilib.errors import (INTERNAL, INVALID_CONFIG, INVALID_ENVIRONMENT, NOT_AVAILABLE, TRY_AGAIN_LATER, CNIError,
                            invalid_config)
 
 from . import config, naming
 
-if False:  # type checking only
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     from cnilib.skel import CmdArgs
     from cnilib.types import Result
 
 EOPNOTSUPP = 95
 HOST_VETH_UP_TIMEOUT = 2.5  # the reference polls 0 + 50 + 500 + 1000 + 1000 ms
-
-
-class Undo:
-    """Steps to revert, run newest first; errors while reverting are logged, not raised."""
-
-    def __init__(self) -> None:
-        self.steps: list = []
-
-    def push(self, what: str, fn, *args) -> None:
-        self.steps.append((what, fn, args))
-
-    def run(self) -> None:
-        import sys
-
-        while self.steps:
-            what, fn, args = self.steps.pop()
-            try:
-                fn(*args)
-            except BaseException as e:  # noqa: BLE001 - keep undoing the rest
-                sys.stderr.write(f"bridge: undo {what} failed: {e}\n")
 
 
 def cmd_add(cmd: "CmdArgs") -> "Result":
@@ -70,7 +52,7 @@ def cmd_add(cmd: "CmdArgs") -> "Result":
     except BaseException:
         ctr.close()
         raise
-    undo = Undo()
+    undo = Undo("bridge")
     try:
         result = _add(cmd, cfg, fw, host, ctr, ctr_fd, undo)
         # The skel prints the result after we return, too late to undo anything: convert
@@ -145,7 +127,7 @@ def _add(cmd: "CmdArgs", cfg: config.BridgeConf, fw, host: nl.Socket, ctr: nl.So
         undo.push("macspoofchk", spoofcheck.teardown, cmd.container_id, cmd.ifname)
         spoofcheck.setup(host_name, cv.mac, cmd.container_id, cmd.ifname)
 
-    from . import container
+    from cnilib import ifconfig
 
     if cfg.layer3:
         from cnilib import ipam
@@ -158,7 +140,7 @@ def _add(cmd: "CmdArgs", cfg: config.BridgeConf, fw, host: nl.Socket, ctr: nl.So
         if not result.ips:
             raise CNIError(INTERNAL, "IPAM plugin returned missing IP config")
         gws = gateway.calc(result, cfg)
-        netns.run_in(cmd.netns, container.configure, ctr, cmd.ifname, cv.index, result, cfg.enable_dad, True)
+        netns.run_in(cmd.netns, ifconfig.configure, ctr, cmd.ifname, cv.index, result, enable_dad=cfg.enable_dad)
         if cfg.is_gw:
             _gateways(cfg, host, br, gws, result)
         if fw is not None:
@@ -168,7 +150,7 @@ def _add(cmd: "CmdArgs", cfg: config.BridgeConf, fw, host: nl.Socket, ctr: nl.So
             undo.push("masquerading", fw.del_masquerade, o)
             fw.add_masquerade(o, masq.rules(result))
     elif not cfg.disable_container_interface:
-        container.configure(ctr, cmd.ifname, cv.index, None, False, True)
+        ifconfig.configure(ctr, cmd.ifname, cv.index, None)
 
     if not cfg.disable_container_interface:
         hv = _wait_up(host, host_name)
@@ -288,7 +270,7 @@ def _gateways(cfg: config.BridgeConf, host: nl.Socket, br: link.Link, gws: dict,
     """Gateway addresses on the bridge (or on ``<bridge>.<vlan>``), then forwarding."""
     from cnilib.types import Interface
 
-    from . import gateway
+    from cnilib import gateway
 
     dev = br
     for fam in (4, 6):
@@ -301,9 +283,9 @@ def _gateways(cfg: config.BridgeConf, host: nl.Socket, br: link.Link, gws: dict,
                     result.interfaces.append(Interface(dev.name, dev.mac))
             if gateway.ensure_addr(host, dev, gw, cfg.force_address, cfg.enable_dad) and gw.version == 6 \
                     and cfg.enable_dad:
-                from . import container
+                from cnilib import ifconfig
 
-                container.settle(host, dev.name, dev.index)
+                ifconfig.settle(host, dev.name, dev.index)
         if gws[fam]:
             gateway.enable_forwarding(fam)
 

@@ -11,12 +11,13 @@ masquerade rules. Anything missing is code 102 (not found) naming it.
 
 from __future__ import annotations
 
-from cnilib import link, netns, nl
+from cnilib import ifconfig, link, netns, nl
 from cnilib.errors import INVALID_CONFIG, NOT_FOUND, CNIError
 
 from . import config
 
-if False:  # type checking only
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     from cnilib.skel import CmdArgs
 
 
@@ -62,7 +63,7 @@ def cmd_check(cmd: "CmdArgs") -> None:
             raise _missing(f"Interface {cmd.ifname} Mac {ctr_if.mac} doesn't match container Mac: {cv.mac}")
         hv = _host_peer(host, prev, br, cv, cfg, cmd)
         _check_port(host, hv, cv, cfg)
-        _check_addresses(prev, cmd.ifname, seen)
+        ifconfig.check_expected(prev, cmd.ifname, seen)
         if cfg.macspoofchk:
             from . import spoofcheck
 
@@ -77,10 +78,8 @@ def cmd_check(cmd: "CmdArgs") -> None:
 
 
 def _inspect_container(ifname: str) -> dict:
-    from . import container
-
     with nl.Socket() as ctr:
-        return container.inspect(ctr, ifname)
+        return ifconfig.inspect(ctr, ifname)
 
 
 def _host_peer(host: nl.Socket, prev, br: link.Link, cv: link.Link, cfg, cmd: "CmdArgs") -> link.Link:
@@ -116,22 +115,3 @@ def _check_port(host: nl.Socket, hv: link.Link, cv: link.Link, cfg) -> None:
         why = vlan.port_mismatch(cfg, link.vlans(host, hv.index))
         if why:
             raise _missing(f"host veth {hv.name}: {why}")
-
-
-def _check_addresses(prev, ifname: str, seen: dict) -> None:
-    """ip.ValidateExpectedInterfaceIPs and ip.ValidateExpectedRoute of the reference."""
-    from .masq import on_interface
-
-    have = {(a.net.ip, a.net.prefixlen) for a in seen["addrs"]}
-    for ipc in prev.ips:
-        if not on_interface(prev, ipc, ifname):
-            continue
-        if (ipc.address.ip, ipc.address.prefixlen) not in have:
-            raise _missing(f"Failed to match addr {ipc.address} on interface {ifname}")
-    for r in prev.routes:
-        dst = r.dst.masked()
-        table = link.RT_TABLE_MAIN if r.table is None else r.table
-        ok = any(x.dst == dst and x.table == table and (r.gw is None or x.gw == r.gw)
-                 for x in seen["routes"][dst.version])
-        if not ok:
-            raise _missing(f"Expected Route {r.dst} via {r.gw} not found in the container's routing table")

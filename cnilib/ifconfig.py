@@ -1,29 +1,33 @@
-"""What happens inside the container's network namespace (run through ``netns.run_in``).
+"""An IPAM result applied to, and checked against, an interface inside the container's
+network namespace (run these through ``netns.run_in``): the reference's
+``ipam.ConfigureIface`` and ``ip.ValidateExpectedInterfaceIPs``/``ValidateExpectedRoute``,
+which every plugin creating an interface shares.
 
-``configure`` is the reference's sysctl block plus ipam.ConfigureIface: accept_dad /
-enhanced_dad, arp_notify, disable_ipv6=0 and keep_addr_on_down=1 where IPv6 is used,
-addresses, link up, routes (a route without gw goes via the family's first gateway), and a
-wait for tentative IPv6 addresses (DADFAILED is an error). ``inspect`` reads back what
-CHECK compares. The netlink socket is the one opened in this namespace by the caller.
+``configure``: accept_dad / enhanced_dad, arp_notify (and ndisc_notify where the plugin
+asks), disable_ipv6=0 on ``lo`` and the interface and keep_addr_on_down=1 where IPv6 is
+used, addresses, link up, routes with their 1.1.0 fields (a route without gw goes via the
+family's first gateway), and a wait for tentative IPv6 addresses (DADFAILED is an error).
+``inspect`` reads back what CHECK compares; ``check_expected`` compares it. The netlink
+socket is one opened in the container's namespace by the caller.
 """
 
 from __future__ import annotations
 
 from cnilib import link, sysctl
-from cnilib.errors import INTERNAL, CNIError
+from cnilib.errors import DAD_FAILED, INTERNAL, NOT_FOUND, CNIError
 
-if False:  # type checking only
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     from cnilib import nl
-    from cnilib.types import Result
+    from cnilib.types import IPConfig, Result
 
 SETTLE_TIMEOUT = 5.0
-# A plugin-specific code: IPv6 duplicate address detection failed in the container.
-DAD_FAILED = 120
 
 
-def configure(sock: "nl.Socket", ifname: str, index: int, result: "Result | None", enable_dad: bool,
-              link_up: bool) -> None:
-    """Configure the container end (L2 when ``result`` is None)."""
+def configure(sock: "nl.Socket", ifname: str, index: int, result: "Result | None", *, enable_dad: bool = False,
+              link_up: bool = True, ndisc_notify: bool = False) -> None:
+    """Configure interface ``ifname`` (link ``index``) with ``result``'s addresses and
+    routes (only bring it up, if ``link_up``, when ``result`` is None: L2 only)."""
     if result is None:
         if link_up:
             link.set_link(sock, index, up=True)
@@ -34,6 +38,8 @@ def configure(sock: "nl.Socket", ifname: str, index: int, result: "Result | None
     else:
         sysctl.try_set(f"net/ipv6/conf/{ifname}/accept_dad", "0")
     sysctl.try_set(f"net/ipv4/conf/{ifname}/arp_notify", "1")
+    if ndisc_notify:
+        sysctl.try_set(f"net/ipv6/conf/{ifname}/ndisc_notify", "1")
 
     gw = {4: None, 6: None}
     v6 = False
@@ -90,9 +96,34 @@ def settle(sock: "nl.Socket", ifname: str, index: int, timeout: float = SETTLE_T
 
 
 def inspect(sock: "nl.Socket", ifname: str) -> dict:
-    """What CHECK needs from the container side: the link, its addresses and routes."""
+    """What CHECK needs from the container side: the link (None if missing), its
+    addresses and the routes of both families."""
     lk = link.get(sock, ifname)
     if lk is None:
         return {"link": None}
     return {"link": lk, "addrs": link.addrs(sock, lk.index),
             "routes": {4: link.routes(sock, 4), 6: link.routes(sock, 6)}}
+
+
+def on_interface(result: "Result", ipc: "IPConfig", ifname: str) -> bool:
+    """An IP of ``result`` that sits on ``ifname`` (no interface index: the only one)."""
+    i = ipc.interface
+    return i is None or (0 <= i < len(result.interfaces) and result.interfaces[i].name == ifname)
+
+
+def check_expected(result: "Result", ifname: str, seen: dict) -> None:
+    """Code 102 unless every address ``result`` puts on ``ifname`` and every route of
+    ``result`` is in ``seen`` (``inspect``'s answer)."""
+    have = {(a.net.ip, a.net.prefixlen) for a in seen["addrs"]}
+    for ipc in result.ips:
+        if not on_interface(result, ipc, ifname):
+            continue
+        if (ipc.address.ip, ipc.address.prefixlen) not in have:
+            raise CNIError(NOT_FOUND, f"Failed to match addr {ipc.address} on interface {ifname}")
+    for r in result.routes:
+        dst = r.dst.masked()
+        table = link.RT_TABLE_MAIN if r.table is None else r.table
+        ok = any(x.dst == dst and x.table == table and (r.gw is None or x.gw == r.gw)
+                 for x in seen["routes"][dst.version])
+        if not ok:
+            raise CNIError(NOT_FOUND, f"Expected Route {r.dst} via {r.gw} not found in the container's routing table")
