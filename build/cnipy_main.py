@@ -7,7 +7,9 @@ libcni execs. Called by any other name it lists the plugins it carries.
 
 import sys
 
-PLUGINS = ("bridge", "host-local", "loopback", "portmap")  # checked by build/freeze.py
+# The plugin names, filled in by build/freeze.py from the registry (plugins.names()) when it
+# writes the frozen entry point from this template; empty when run as it is.
+PLUGINS: tuple[str, ...] = ()
 
 
 def main() -> None:

@@ -88,19 +88,26 @@ coll = COLLECT(exe, a.binaries, a.datas, strip=True, upx=False, name={bundle!r})
 
 
 def plugin_names() -> list[str]:
-    sys.path.insert(0, os.path.join(ROOT, "build"))
-    from launchers import plugin_names as names
+    """The registry's plugins (plugins/__init__.py)."""
+    sys.path.insert(0, ROOT)
+    from plugins import names
 
     return names()
 
 
-def check_entry_point(names: list[str]) -> None:
-    """The multi-call entry point must know every plugin folder (and nothing else)."""
-    src = open(os.path.join(ROOT, "build", "cnipy_main.py")).read()
-    ns: dict = {}
-    exec(compile(src.split("\ndef main", 1)[0], "cnipy_main.py", "exec"), ns)  # PLUGINS only
-    if tuple(sorted(ns["PLUGINS"])) != tuple(names):
-        sys.exit(f"build/cnipy_main.py PLUGINS {ns['PLUGINS']} != plugin folders {names}")
+ENTRY_TEMPLATE = os.path.join(ROOT, "build", "cnipy_main.py")
+_TABLE = "PLUGINS: tuple[str, ...] = ()\n"
+
+
+def write_entry_point(names: list[str], work: str) -> str:
+    """The multi-call entry point with its name table filled in (from the template)."""
+    text = open(ENTRY_TEMPLATE).read()
+    if text.count(_TABLE) != 1:
+        sys.exit(f"{ENTRY_TEMPLATE}: the line {_TABLE.strip()!r} is missing")
+    path = os.path.join(work, "cnipy_main.py")
+    with open(path, "w") as f:
+        f.write(text.replace(_TABLE, f"PLUGINS: tuple[str, ...] = {tuple(names)!r}\n"))
+    return path
 
 
 def fetch_sdist(version: str) -> str:
@@ -177,12 +184,11 @@ def build_bootloader(work: str) -> str:
 
 def build(out: str) -> None:
     names = plugin_names()
-    check_entry_point(names)
     work = tempfile.mkdtemp(prefix="cnipy-freeze-")
     try:
         spec = os.path.join(work, "cnipy.spec")
         with open(spec, "w") as f:
-            f.write(SPEC.format(entry=os.path.join(ROOT, "build", "cnipy_main.py"), root=ROOT,
+            f.write(SPEC.format(entry=write_entry_point(names, work), root=ROOT,
                                 excludes=EXCLUDES, exe=EXE_NAME, bundle=BUNDLE, bootstrap=BOOTSTRAP,
                                 bootloader=build_bootloader(work)))
         subprocess.run([sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",

@@ -27,9 +27,11 @@ __import__("plugins.{name}.main", fromlist=["main"]).main()
 
 
 def plugin_names() -> list[str]:
-    """Every folder under plugins/ with a main.py: its name is the CNI type name."""
-    base = os.path.join(ROOT, "plugins")
-    return sorted(d for d in os.listdir(base) if os.path.isfile(os.path.join(base, d, "main.py")))
+    """The registry's plugins (plugins/__init__.py): each folder's name is its CNI type name."""
+    sys.path.insert(0, ROOT)
+    from plugins import names
+
+    return names()
 
 
 def main() -> None:

@@ -62,15 +62,24 @@ class CmdArgs:
         self.args: dict[str, str] = {}
 
 
+# What a plugin is, for the tools around it (the conformance harness picks its checks by
+# it): creates CNI_IFNAME in the container and delegates to IPAM; manages addresses only;
+# needs a prevResult and passes it on (meta plugins such as portmap); configures lo.
+KINDS = ("interface", "ipam", "chained", "loopback")
+
+
 class Plugin:
-    """A plugin's verbs. Each is ``fn(cmd: CmdArgs)``; ``add`` returns a Result.
+    """A plugin: its CNI type name, its kind (KINDS) and its verbs. Each verb is
+    ``fn(cmd: CmdArgs)``; ``add`` returns a Result. A verb left as None is a no-op success
+    (GC/STATUS for plugins with nothing to do). Every ``plugins/<name>/main.py`` defines
+    one as ``PLUGIN`` (see plugins/__init__.py)."""
 
-    A verb left as None is a no-op success (GC/STATUS for plugins with nothing to do).
-    """
-
-    def __init__(self, name: str, *, add=None, delete=None, check=None, gc=None, status=None,
+    def __init__(self, name: str, kind: str, *, add=None, delete=None, check=None, gc=None, status=None,
                  about: str = "", versions: tuple[str, ...] = _version.SUPPORTED) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"plugin {name}: kind {kind!r} is not one of {KINDS}")
         self.name = name
+        self.kind = kind
         self.verbs = {"ADD": add, "DEL": delete, "CHECK": check, "GC": gc, "STATUS": status}
         self.about = about or f"CNI {name} plugin (cni-py {_version.SUITE})"
         self.versions = versions

@@ -15,9 +15,10 @@ import sys
 
 import pytest
 
+from plugins import names as plugin_names
 from tests.helpers import PLAIN_PATH, ROOT, run_plugin
 
-PLUGINS = ("bridge", "host-local", "loopback", "portmap")
+PLUGINS = tuple(plugin_names())  # the registry (plugins/__init__.py)
 BUNDLE = "cni-py"
 
 

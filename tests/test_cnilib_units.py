@@ -441,7 +441,7 @@ class Recorder:
     def __init__(self, raise_in: dict | None = None, versions=cver.SUPPORTED) -> None:
         self.calls: list[skel.CmdArgs] = []
         self.raise_in = raise_in or {}
-        self.plugin = skel.Plugin("recorder", add=self._verb("ADD"), delete=self._verb("DEL"),
+        self.plugin = skel.Plugin("recorder", "interface", add=self._verb("ADD"), delete=self._verb("DEL"),
                                   check=self._verb("CHECK"), gc=self._verb("GC"), status=self._verb("STATUS"),
                                   versions=versions)
 
@@ -737,7 +737,7 @@ def test_success_prints_nothing(verb):
 
 
 def test_verbs_left_out_succeed():
-    p = skel.Plugin("empty")
+    p = skel.Plugin("empty", "chained")
     out, err = io.StringIO(), io.StringIO()
     for verb in ("DEL", "CHECK", "GC", "STATUS"):
         assert skel.execute(p, dict(BASE_ENV, CNI_COMMAND=verb), conf, out, err) == 0
@@ -781,14 +781,14 @@ def test_unexpected_exception_message_stays_one_line():
 
 
 def test_add_without_result_is_999():
-    p = skel.Plugin("none", add=lambda cmd: None)
+    p = skel.Plugin("none", "interface", add=lambda cmd: None)
     out, err = io.StringIO(), io.StringIO()
     assert skel.execute(p, BASE_ENV, conf, out, err) == 1
     assert json.loads(out.getvalue())["code"] == 999
 
 
 def test_add_result_that_cannot_be_converted():
-    p = skel.Plugin("noip", add=lambda cmd: Result(cmd.conf.cni_version))
+    p = skel.Plugin("noip", "interface", add=lambda cmd: Result(cmd.conf.cni_version))
     out, err = io.StringIO(), io.StringIO()
     assert skel.execute(p, BASE_ENV, lambda: conf("0.2.0"), out, err) == 1
     doc = json.loads(out.getvalue())

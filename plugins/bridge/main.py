@@ -61,7 +61,7 @@ def cmd_status(cmd: skel.CmdArgs) -> None:
             raise CNIError(NOT_AVAILABLE, "macspoofchk needs nftables, but the nft command was not found")
 
 
-PLUGIN = skel.Plugin("bridge", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status)
+PLUGIN = skel.Plugin("bridge", "interface", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status)
 
 
 def main() -> None:

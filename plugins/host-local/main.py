@@ -263,7 +263,7 @@ def cmd_status(cmd: skel.CmdArgs) -> None:
                            f"host-local: no free address in range set {idx} ({rs.where}): {rs}")
 
 
-PLUGIN = skel.Plugin("host-local", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status)
+PLUGIN = skel.Plugin("host-local", "ipam", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status)
 
 
 def main() -> None:

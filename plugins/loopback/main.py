@@ -83,7 +83,7 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
     netns.run_in(cmd.netns, _verify, cmd.conf.prev_result())
 
 
-PLUGIN = skel.Plugin("loopback", add=cmd_add, delete=cmd_del, check=cmd_check)
+PLUGIN = skel.Plugin("loopback", "loopback", add=cmd_add, delete=cmd_del, check=cmd_check)
 
 
 def main() -> None:

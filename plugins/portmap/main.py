@@ -166,7 +166,7 @@ def cmd_status(cmd: skel.CmdArgs) -> None:
     firewall.select(config.load(cmd, strict=False).firewall_backend(), key="backend")
 
 
-PLUGIN = skel.Plugin("portmap", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status)
+PLUGIN = skel.Plugin("portmap", "chained", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status)
 
 
 def main() -> None:
