@@ -151,5 +151,6 @@ def _opt_obj(data: dict, key: str) -> dict | None:
     return v
 
 
-if False:  # type checking only; keeps cnilib.types out of the import path
+TYPE_CHECKING = False  # the typing module's constant, without importing typing
+if TYPE_CHECKING:  # keeps cnilib.types out of the import path
     from cnilib.types import Result  # noqa: F401

@@ -12,7 +12,8 @@ import posix
 from cnilib import execplugin, gokeys
 from cnilib.errors import DECODE_FAILURE, INTERNAL, INVALID_CONFIG, CNIError
 
-if False:  # type checking only
+TYPE_CHECKING = False  # the typing module's constant, without importing typing
+if TYPE_CHECKING:
     from cnilib.skel import CmdArgs
     from cnilib.types import Result
 

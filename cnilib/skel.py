@@ -27,7 +27,8 @@ from cnilib.errors import (
     CNIError,
 )
 
-if False:  # type checking only; conf is imported when a verb needs it
+TYPE_CHECKING = False  # the typing module's constant, without importing typing
+if TYPE_CHECKING:  # conf is imported when a verb needs it
     from cnilib.conf import NetConf
 
 VERBS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")

@@ -18,7 +18,8 @@ from cnilib.errors import CNIError, Teardown
 
 from . import config, naming
 
-if False:  # type checking only
+TYPE_CHECKING = False  # the typing module's constant, without importing typing
+if TYPE_CHECKING:
     from cnilib.skel import CmdArgs
 
 

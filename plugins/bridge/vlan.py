@@ -19,7 +19,8 @@ from __future__ import annotations
 from cnilib import link
 from cnilib.errors import INTERNAL, NOT_AVAILABLE, CNIError
 
-if False:  # type checking only
+TYPE_CHECKING = False  # the typing module's constant, without importing typing
+if TYPE_CHECKING:
     from cnilib import nl
 
     from .config import BridgeConf

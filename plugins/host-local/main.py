@@ -23,7 +23,8 @@ from cnilib.errors import ALREADY_ALLOCATED, IO_FAILURE, NO_ADDRESS_AVAILABLE, N
 
 from . import config
 
-if False:  # type checking only
+TYPE_CHECKING = False  # the typing module's constant, without importing typing
+if TYPE_CHECKING:
     from cnilib.store import Store  # noqa: F401
     from cnilib.types import Result  # noqa: F401
 

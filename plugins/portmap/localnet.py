@@ -8,7 +8,8 @@ The interface is found in the main routing table of the calling process's namesp
 
 from __future__ import annotations
 
-if False:  # type checking only
+TYPE_CHECKING = False  # the typing module's constant, without importing typing
+if TYPE_CHECKING:
     from cnilib.ip import IP
 
 _RTF_UP = 0x1
