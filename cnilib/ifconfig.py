@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from cnilib import link, sysctl
 from cnilib.errors import DAD_FAILED, INTERNAL, NOT_FOUND, CNIError
+from cnilib.types import on_interface
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cnilib import nl
-    from cnilib.types import IPConfig, Result
+    from cnilib.types import Result
 
 SETTLE_TIMEOUT = 5.0
 
@@ -103,12 +104,6 @@ def inspect(sock: "nl.Socket", ifname: str) -> dict:
         return {"link": None}
     return {"link": lk, "addrs": link.addrs(sock, lk.index),
             "routes": {4: link.routes(sock, 4), 6: link.routes(sock, 6)}}
-
-
-def on_interface(result: "Result", ipc: "IPConfig", ifname: str) -> bool:
-    """An IP of ``result`` that sits on ``ifname`` (no interface index: the only one)."""
-    i = ipc.interface
-    return i is None or (0 <= i < len(result.interfaces) and result.interfaces[i].name == ifname)
 
 
 def check_expected(result: "Result", ifname: str, seen: dict) -> None:

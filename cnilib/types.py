@@ -337,3 +337,10 @@ class Result:
         dup = Result.parse(self.to_dict(_version.CURRENT), _version.CURRENT)
         dup.cni_version = self.cni_version
         return dup
+
+
+def on_interface(result: Result, ipc: IPConfig, ifname: str) -> bool:
+    """An IP of ``result`` that sits on ``ifname`` (one without an interface index counts,
+    as in the reference)."""
+    i = ipc.interface
+    return i is None or (0 <= i < len(result.interfaces) and result.interfaces[i].name == ifname)

@@ -34,13 +34,13 @@ def one(op: dict, backends: dict) -> dict:
     t0 = time.perf_counter()
     try:
         if op["op"] == "add":
-            b.add_masquerade(Owner(*op["owner"]), _rules(op["rules"]))
+            b.masquerade().add(Owner(*op["owner"]), _rules(op["rules"]))
         elif op["op"] == "del":
-            b.del_masquerade(Owner(*op["owner"]), _rules(op["rules"]) if op.get("rules") else None)
+            b.masquerade().delete(Owner(*op["owner"]), _rules(op["rules"]) if op.get("rules") else None)
         elif op["op"] == "check":
-            b.check_masquerade(Owner(*op["owner"]), _rules(op["rules"]))
+            b.masquerade().check(Owner(*op["owner"]), _rules(op["rules"]))
         elif op["op"] == "gc":
-            b.gc_masquerade(op["network"], {tuple(k) for k in op["keep"]})
+            b.masquerade().gc(op["network"], {tuple(k) for k in op["keep"]})
         elif op["op"] == "bench":
             return bench(b, op["existing"], op.get("rounds", 5))
         elif op["op"] == "available":
@@ -55,33 +55,34 @@ def one(op: dict, backends: dict) -> dict:
 
 
 def bench(b, existing: int, rounds: int) -> dict:
-    """Median ms of add_masquerade / del_masquerade / check_masquerade of one dual-stack owner
+    """Median ms of the masquerade feature's add / delete / check of one dual-stack owner
     with ``existing`` other owners installed (populated through the backend itself, then
     removed again)."""
     def addrs(i: int) -> list[MasqRule]:
         return _rules([[f"10.{100 + i // 60000}.{i // 250 % 240}.{i % 250 + 2}", "10.100.0.0/16"],
                        [f"fd00:99::{i + 2:x}", "fd00:99::/64"]])
 
+    m = b.masquerade()
     others = [Owner("benchnet", f"{i:064x}", "eth0") for i in range(existing)]
     for i, o in enumerate(others):
-        b.add_masquerade(o, addrs(i))
+        m.add(o, addrs(i))
     probe, rules = Owner("benchnet", "probe", "eth0"), addrs(existing)
     t_add, t_del, t_check, t_readd = [], [], [], []
     for _ in range(rounds):
         t0 = time.perf_counter()
-        b.add_masquerade(probe, rules)
+        m.add(probe, rules)
         t1 = time.perf_counter()
-        b.check_masquerade(probe, rules)
+        m.check(probe, rules)
         t2 = time.perf_counter()
-        b.add_masquerade(probe, rules)
+        m.add(probe, rules)
         t3 = time.perf_counter()
-        b.del_masquerade(probe)
+        m.delete(probe)
         t4 = time.perf_counter()
         t_add.append(t1 - t0)
         t_check.append(t2 - t1)
         t_readd.append(t3 - t2)
         t_del.append(t4 - t3)
-    b.gc_masquerade("benchnet", set())
+    m.gc("benchnet", set())
 
     def med(xs: list[float]) -> float:
         return round(sorted(xs)[len(xs) // 2] * 1000, 1)

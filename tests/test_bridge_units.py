@@ -283,7 +283,7 @@ def test_gateway_calc_like_the_reference():
 
 
 def test_spoofcheck_commands_follow_the_reference_layout():
-    from plugins.bridge import spoofcheck
+    from cnilib.firewall.nftables import spoofcheck
 
     cmds = spoofcheck.setup_commands("veth0", "0a:00:00:00:00:01", "c1-eth0")
     chains = [c["add"]["chain"]["name"] for c in cmds if "add" in c and "chain" in c["add"]]

@@ -12,13 +12,17 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import subprocess
 
 import pytest
 
 from cnilib.errors import CNIError
-from cnilib.firewall import MasqRule, Owner, iptables, nft, select
-from cnilib.firewall.base import parse_tag
+from cnilib.firewall import MasqRule, Owner, select
+from cnilib.firewall.iptables import masquerade as iptables
+from cnilib.firewall.iptables.listing import parse_save, split
+from cnilib.firewall.nftables import masquerade as nft
+from cnilib.owner import parse_tag
 from cnilib.ip import parse_cidr
 from tests.helpers import ROOT, Netns, sh
 
@@ -169,9 +173,9 @@ def _listing(*owners_rules) -> dict:
 def test_nft_reads_back_what_it_wrote():
     rules = [R("10.1.2.5/24"), R("fd00:1::5/64")]
     st = nft.parse_listing(_listing((A, rules)))
-    assert st.skeleton_ok()
+    assert nft.skeleton_ok(st)
     c4, c6 = nft.subnet_chain(rules[0]), nft.subnet_chain(rules[1])
-    assert st.maps == {4: {"10.1.2.5": (c4, A.tag)}, 6: {"fd00:1::5": (c6, A.tag)}}
+    assert st.maps == {"src4": {"10.1.2.5": (c4, A.tag)}, "src6": {"fd00:1::5": (c6, A.tag)}}
     assert st.owners == {nft.owner_key(A): A.tag}
     assert st.owned == {(nft.owner_key(A), nft.sources_key(rules)): A.tag}
     assert [nft.subnet_rule_meaning(r) for r in st.chains[c4]] == [(4, rules[0].subnet)]
@@ -259,19 +263,19 @@ COMMIT
 
 
 def test_iptables_add_request_is_one_restore_batch():
-    assert iptables.plan_add(A, [R("10.1.2.5/24")], iptables.parse_save("")) == f"""*nat
+    assert iptables.plan_add(A, [R("10.1.2.5/24")], parse_save("")) == f"""*nat
 :{A.chain} - [0:0]
 -A {A.chain} -s 10.1.2.5/32 -d 10.1.2.0/24 -m comment --comment "{A.tag}" -j RETURN
 -A {A.chain} -s 10.1.2.5/32 ! -d 224.0.0.0/4 -m comment --comment "{A.tag}" -j MASQUERADE
 -A POSTROUTING -s 10.1.2.5/32 -m comment --comment "{A.tag}" -j {A.chain}
 COMMIT
 """
-    v6 = iptables.plan_add(A, [R("fd00:1::5/64")], iptables.parse_save(""))
+    v6 = iptables.plan_add(A, [R("fd00:1::5/64")], parse_save(""))
     assert f"-A {A.chain} -s fd00:1::5/128 ! -d ff00::/8 -m comment" in v6
 
 
 def test_iptables_readd_deletes_old_entries_by_their_text():
-    assert iptables.plan_add(A, [R("10.1.2.7/24")], iptables.parse_save(SAVE)) == f"""*nat
+    assert iptables.plan_add(A, [R("10.1.2.7/24")], parse_save(SAVE)) == f"""*nat
 :{A.chain} - [0:0]
 -D POSTROUTING -s 10.1.2.5/32 -m comment --comment "{A.tag}" -j {A.chain}
 -A {A.chain} -s 10.1.2.7/32 -d 10.1.2.0/24 -m comment --comment "{A.tag}" -j RETURN
@@ -282,9 +286,9 @@ COMMIT
 
 
 def test_iptables_del_and_gc_requests():
-    t = iptables.parse_save(SAVE)
+    t = parse_save(SAVE)
     # DEL reads POSTROUTING only (iptables -S POSTROUTING); declaring the chain makes -X safe.
-    post = iptables.parse_save("\n".join(["-P POSTROUTING ACCEPT"] + [r.line for r in t.rules if r.chain == "POSTROUTING"]))
+    post = parse_save("\n".join(["-P POSTROUTING ACCEPT"] + [r.line for r in t.rules if r.chain == "POSTROUTING"]))
     assert iptables.plan_del(A, post) == f"""*nat
 :{A.chain} - [0:0]
 -D POSTROUTING -s 10.1.2.5/32 -m comment --comment "{A.tag}" -j {A.chain}
@@ -308,9 +312,9 @@ COMMIT
 
 
 def test_iptables_save_tokenizer():
-    assert iptables.split('-A X -m comment --comment "a \\"b\\" c" -j Y') == [
+    assert split('-A X -m comment --comment "a \\"b\\" c" -j Y') == [
         "-A", "X", "-m", "comment", "--comment", 'a "b" c', "-j", "Y"]
-    assert iptables.split('--comment ""') == ["--comment", ""]
+    assert split('--comment ""') == ["--comment", ""]
 
 
 def test_select_rejects_unknown_names_with_code_7():
@@ -322,9 +326,49 @@ def test_select_rejects_unknown_names_with_code_7():
     assert e.value.code == 7 and "backend" in e.value.msg
 
 
+def test_each_backend_class_declares_the_name_configs_use():
+    from cnilib.firewall import NAMES, backend_classes, make
+
+    assert tuple(cls.name for cls in backend_classes()) == NAMES == ("nftables", "iptables")
+    assert [make(n).name for n in NAMES] == list(NAMES)
+    assert all(cls.tools and cls.state_tool in cls.tools for cls in backend_classes())
+    with pytest.raises(CNIError) as e:  # the spoof check is the reference's nftables table
+        make("iptables").spoofcheck()
+    assert e.value.code == 50 and "nftables" in e.value.msg
+
+
+@pytest.mark.skipif(not all(shutil.which(t, path="/usr/sbin:/usr/bin:/sbin:/bin") for t in ("nft", "iptables-save")),
+                    reason="needs both backends' tools")
+def test_teardown_on_every_backend_tries_all_and_reports_the_configured_error(capsys):
+    from cnilib.errors import INTERNAL
+    from cnilib.firewall import on_every_backend
+
+    def failing(*names):
+        calls = []
+
+        def fn(b):
+            calls.append(b.name)
+            if b.name in names:
+                raise CNIError(INTERNAL, f"{b.name} broke")
+        return fn, calls
+
+    fn, calls = failing("iptables")  # another backend's failure is a warning
+    on_every_backend("nftables", fn, "who")
+    assert calls == ["nftables", "iptables"] and "who: iptables: iptables broke" in capsys.readouterr().err
+    fn, calls = failing("iptables")  # the configured backend's is the caller's error, the other still tried
+    with pytest.raises(CNIError) as e:
+        on_every_backend("iptables", fn, "who")
+    assert calls == ["iptables", "nftables"] and e.value.msg == "iptables broke"
+    fn, calls = failing("nftables", "iptables")  # nothing configured, nothing worked: the first error
+    with pytest.raises(CNIError) as e:
+        on_every_backend(None, fn, "who")
+    assert calls == ["nftables", "iptables"] and e.value.msg == "nftables broke"
+
+
 def test_import_cost_stays_small():
     """The bridge imports this on its ADD path: none of the costly stdlib modules."""
-    code = ("import sys; sys.path.insert(0, %r); import cnilib.firewall.nft, cnilib.firewall.iptables;"
+    code = ("import sys; sys.path.insert(0, %r); import cnilib.firewall.nftables.masquerade, "
+            "cnilib.firewall.iptables.masquerade;"
             "print(' '.join(sorted(sys.modules)))" % ROOT)
     mods = set(subprocess.run([PY, "-IS", "-c", code], capture_output=True, text=True, check=True).stdout.split())
     assert not mods & {"json", "re", "subprocess", "ipaddress", "typing", "dataclasses", "enum", "os",

@@ -1,110 +1,178 @@
-"""Firewall drivers behind one interface (``base.Backend``): nftables and iptables.
+"""The firewall, for plugins: pick a backend, then use its features.
 
-    from cnilib.firewall import select, Owner, MasqRule
-    fw = select(cfg.ipmasq_backend)     # CNIError 7 / 50 when unusable
-    fw.add_masquerade(Owner(net, cid, ifname), [MasqRule.for_address(ipc.address)])
+    from cnilib import firewall
+    fw = firewall.select(cfg.ipmasq_backend)             # CNIError 7 / 50 when unusable
+    fw.masquerade().add(firewall.Owner(net, cid, ifname), [firewall.MasqRule.for_address(ipc.address)])
+    fw.hostports().delete(owner, spec)                   # portmap
+    firewall.spoof_check().add(owner, firewall.SpoofSpec(host_veth, mac))   # macspoofchk (nftables)
 
-Backends are imported only when selected: a plugin that never masquerades pays nothing.
+This module is the public API: plugins import nothing else of the firewall. Below it, with
+imports running one way (each layer uses only the ones under it):
+
+    base                    the interfaces: Backend and the features (Masquerade, HostPorts,
+                            SpoofCheck), each with the verbs add, delete, check, gc; the lock
+    nftables/, iptables/    per backend: the backend class (its package: name, tools,
+                            features), the features, a runner and a listing (one
+                            reader of the backend's state)
+    tools                   finding and running the commands, their errors
+    rules, hostport, spoof  what masquerading, host ports and a spoof check mean
+    cnilib.owner            owners and their tags (shared with the interface plugins)
+
+Backends are imported only when a plugin asks for one: a plugin that never touches the
+firewall pays nothing; one that masquerades loads its backend's class, runner and
+masquerade module, nothing of host ports or the spoof check (a DEL or GC, which visits
+every backend that may hold state, loads each backend's class and runner).
 """
 
 from __future__ import annotations
 
-from cnilib.errors import NOT_AVAILABLE, CNIError, invalid_config
-from cnilib.firewall.base import Backend, Owner
-from cnilib.firewall.rules import MasqRule
+from cnilib.errors import NOT_AVAILABLE, CNIError, Teardown, invalid_config
+from cnilib.owner import Owner
 
-__all__ = ["Backend", "MasqRule", "Owner", "BACKENDS", "make", "select", "available_backends", "on_every_backend"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cnilib.firewall.base import Backend, SpoofCheck
 
-BACKENDS = ("nftables", "iptables")
+__all__ = ["DEFAULT_MARK_BIT", "NAMES", "PROTOCOLS", "Backend", "HostPortSpec", "HostPorts", "MasqRule",
+           "Masquerade", "Owner", "PortMapping", "SpoofCheck", "SpoofSpec", "available_backends",
+           "backend_classes", "check_name", "make", "on_every_backend", "select", "spoof_check"]
 
 
-def make(name: str) -> Backend:
+def __getattr__(name: str) -> object:
+    """The interfaces and specs, imported when first used (PEP 562): portmap never loads
+    the masquerade rules, the bridge never the host-port spec."""
+    if name == "MasqRule":
+        from cnilib.firewall.rules import MasqRule as value
+    elif name == "SpoofSpec":
+        from cnilib.firewall.spoof import SpoofSpec as value
+    elif name in ("HostPortSpec", "PortMapping", "DEFAULT_MARK_BIT", "PROTOCOLS"):
+        from cnilib.firewall import hostport
+
+        value = getattr(hostport, name)
+    elif name in ("Backend", "Masquerade", "HostPorts", "SpoofCheck"):
+        from cnilib.firewall import base
+
+        value = getattr(base, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+# ---- the backends ----
+# Each backend class declares its name, tools and features; this registry only says where
+# each lives, in order of preference, so that choosing one imports that one alone.
+
+def _nftables() -> "type[Backend]":
+    from cnilib.firewall.nftables import NftBackend
+
+    return NftBackend
+
+
+def _iptables() -> "type[Backend]":
+    from cnilib.firewall.iptables import IptablesBackend
+
+    return IptablesBackend
+
+
+_REGISTRY = {"nftables": _nftables, "iptables": _iptables}
+# What configs may name (``ipMasqBackend``, portmap's ``backend``), in order of preference,
+# known without importing a backend (a unit test checks each class declares the same name).
+NAMES = tuple(_REGISTRY)
+
+
+def backend_classes() -> "tuple[type[Backend], ...]":
+    """Every backend class, in order of preference (their modules are imported now)."""
+    return tuple(load() for load in _REGISTRY.values())
+
+
+def make(name: str) -> "Backend":
     """A backend object by name, not probed (``available()`` says whether it works)."""
-    if name == "nftables":
-        from cnilib.firewall.nft import NftBackend
-
-        return NftBackend()
-    if name == "iptables":
-        from cnilib.firewall.iptables import IptablesBackend
-
-        return IptablesBackend()
-    raise ValueError(name)
+    load = _REGISTRY.get(name)
+    if load is None:
+        raise ValueError(name)
+    return load()()
 
 
-def select(name: str | None, key: str = "ipMasqBackend", probe: bool = True) -> Backend:
-    """The backend to use: ``None`` means nftables when ``nft`` works here, else iptables;
-    "nftables"/"iptables" is honoured or fails with code 50 naming the tool and the reason;
-    anything else is code 7 naming ``key`` (the config key it came from) and the value.
+def check_name(name: object, key: str) -> None:
+    """Code 7 naming ``key`` (the config key it came from) and the value unless ``name``
+    is one of NAMES. Imports no backend: configs are validated before any is chosen."""
+    if name not in NAMES:
+        raise invalid_config(key, name, "must be " + " or ".join(f'"{n}"' for n in NAMES))
+
+
+def select(name: str | None, key: str = "ipMasqBackend", probe: bool = True) -> "Backend":
+    """The backend to use: ``None`` means the first of NAMES that works here (nftables when
+    ``nft`` does, else iptables); a name is honoured or fails with code 50 naming the tool
+    and the reason; anything else is code 7 naming ``key`` (the config key it came from)
+    and the value.
 
     ``probe=False`` (the ADD/CHECK hot path) judges by the tools' presence alone: the
     probe is one more exec (~5 ms) per call, and the change that follows reports a kernel
     that refuses it as clearly. STATUS probes."""
-    if name is not None and name not in BACKENDS:
-        raise invalid_config(key, name, 'must be "nftables" or "iptables"')
-    candidates = [name] if name is not None else list(BACKENDS)
+    if name is not None:
+        check_name(name, key)
     reasons = []
-    for cand in candidates:
+    for cand in [name] if name is not None else NAMES:  # a backend is imported only when tried
         backend = make(cand)
-        why = backend.available() if probe else _missing_tools(cand)
+        why = backend.available() if probe else backend.missing_tools()
         if why is None:
             return backend
-        reasons.append(f"{cand}: {why}")
+        reasons.append((cand, why))
     if name is not None:
-        raise CNIError(NOT_AVAILABLE, f"{key} {name!r} is not usable: {reasons[0].split(': ', 1)[1]}")
-    raise CNIError(NOT_AVAILABLE, f"no usable firewall backend: {'; '.join(reasons)}")
+        raise CNIError(NOT_AVAILABLE, f"{key} {name!r} is not usable: {reasons[0][1]}")
+    raise CNIError(NOT_AVAILABLE, f"no usable firewall backend: {'; '.join(f'{n}: {w}' for n, w in reasons)}")
 
 
-def _missing_tools(backend: str) -> str | None:
-    """None when every tool ``backend`` runs is installed, else which are missing."""
-    from cnilib.firewall import _exec
-
-    missing = [t for t in _TOOLS_NEEDED[backend] if _exec.find_tool(t) is None]
-    return f"{' and '.join(missing)} not found in PATH or /usr/sbin, /sbin" if missing else None
-
-
-# What each backend runs (all must be there).
-_TOOLS_NEEDED = {"nftables": ("nft",), "iptables": ("iptables", "iptables-save", "iptables-restore")}
-
-
-def available_backends() -> list[Backend]:
-    """Every backend usable here (DEL/GC can clean both, whatever the config said at ADD)."""
-    out = []
-    for name in BACKENDS:
-        b = make(name)
-        if b.available() is None:
-            out.append(b)
-    return out
-
-
-# The command whose presence means a backend may hold state of ours.
-_TOOL = {"nftables": "nft", "iptables": "iptables-save"}
+def available_backends() -> "list[Backend]":
+    """Every backend usable here (probed)."""
+    return [b for b in (cls() for cls in backend_classes()) if b.available() is None]
 
 
 def on_every_backend(configured: str | None, fn, who: str) -> None:
-    """``fn(backend)`` for the ``configured`` backend (its error is the caller's error), then
-    for the other one wherever its tool exists (best effort, a failure is a warning on
-    stderr naming ``who``): state from an ADD made with another config may be there, and
-    DEL/GC must release it. No ``available()`` probe: a backend without its tool cannot
-    hold state, and every teardown reads before it writes. Raises the first error when
-    no backend at all worked."""
+    """``fn(backend)`` (a teardown: DEL or GC) on every backend that may hold state of ours,
+    the ``configured`` one first: state from an ADD made with another config may be there,
+    and DEL/GC must release it. No ``available()`` probe: a backend without its state tool
+    cannot hold state, and every teardown reads before it writes.
+
+    Every backend is tried. The configured backend's error is the caller's error; another
+    backend's is a warning on stderr naming ``who``, unless no backend worked at all (then
+    the first error is raised)."""
     import sys
 
-    from cnilib.firewall import _exec
-
-    names = [configured] if configured else []
-    names += [n for n in BACKENDS if n not in names]
-    failures: list[CNIError] = []
-    tried = 0
-    for name in names:
-        if _exec.find_tool(_TOOL[name]) is None:
+    backends = sorted((cls() for cls in backend_classes()), key=lambda b: b.name != configured)
+    td = Teardown(who)
+    failed: list[str] = []
+    worked = False
+    for b in backends:
+        if not b.holds_state():
             continue
-        tried += 1
-        try:
-            fn(make(name))
-        except CNIError as e:
-            if name == configured:
-                raise
+        if td.attempt(f"{b.name} teardown", _run, fn, b):
+            worked = True
+        else:
+            failed.append(b.name)
+    if failed and configured not in failed and worked:
+        for name, e in zip(failed, td.errors, strict=True):  # best effort on the others: warnings only
             sys.stderr.write(f"{who}: {name}: {e.msg}\n")
-            failures.append(e)
-    if tried and len(failures) == tried:
-        raise failures[0]
+        return
+    td.finish()
+
+
+def _run(fn, backend: "Backend") -> bool:
+    fn(backend)
+    return True
+
+
+def spoof_check(require: bool = True) -> "SpoofCheck":
+    """The spoof check (``macspoofchk``) of the first backend offering it: nftables, whose
+    table ``bridge nat`` is the reference's layout. With ``require`` (ADD, CHECK, STATUS),
+    CNIError 50 unless it can be installed here (``nft`` missing); DEL passes False: its
+    delete finds nothing where nothing could have been installed."""
+    for load in _REGISTRY.values():  # in order of preference, imported one by one
+        cls = load()
+        if "spoofcheck" in cls.features:
+            check = cls().spoofcheck()
+            if require:
+                check.require()
+            return check
+    raise CNIError(NOT_AVAILABLE, "no firewall backend offers macspoofchk")

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from cnilib.errors import INVALID_CONFIG, CNIError
 
-if False:  # type checking only
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     from cnilib.ip import IP, Net
 
 PROTOCOLS = ("tcp", "udp", "sctp")
@@ -144,7 +145,7 @@ def normalize(mappings: list[PortMapping]) -> list[PortMapping]:
 def conflict_error(m: PortMapping, holder_tag: str) -> CNIError:
     """The error for a host port another attachment holds, naming the holder."""
     from cnilib.errors import ALREADY_ALLOCATED
-    from cnilib.firewall.base import parse_tag
+    from cnilib.owner import parse_tag
 
     parts = parse_tag(holder_tag)
     if parts is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from cnilib import link, netns, nl
 from cnilib.undo import Undo
-from cnilib.errors import (INTERNAL, INVALID_CONFIG, INVALID_ENVIRONMENT, NOT_AVAILABLE, TRY_AGAIN_LATER, CNIError,
+from cnilib.errors import (INTERNAL, INVALID_CONFIG, INVALID_ENVIRONMENT, TRY_AGAIN_LATER, CNIError,
                            invalid_config)
 
 from . import config, naming
@@ -39,10 +39,9 @@ def cmd_add(cmd: "CmdArgs") -> "Result":
 
         fw = masq.backend(cfg)
     if cfg.macspoofchk:
-        from cnilib.firewall import _exec
+        from cnilib import firewall
 
-        if _exec.find_tool("nft") is None:
-            raise CNIError(NOT_AVAILABLE, "macspoofchk needs nftables, but the nft command was not found")
+        firewall.spoof_check()  # code 50 when nft is missing, before anything is made
     import posix
 
     host = nl.Socket()
@@ -120,12 +119,13 @@ def _add(cmd: "CmdArgs", cfg: config.BridgeConf, fw, host: nl.Socket, ctr: nl.So
     result = Result(cmd.conf.cni_version, [Interface(br.name, br.mac), Interface(host_name, hv.mac),
                                            Interface(cmd.ifname, cv.mac, cmd.netns)])
     if cfg.macspoofchk:
-        from . import spoofcheck
+        from cnilib import firewall
 
         # Undo steps go in first: each tolerates finding nothing, and a step that fails
         # half-way (or IPAM that allocated and then failed) is then undone too.
-        undo.push("macspoofchk", spoofcheck.teardown, cmd.container_id, cmd.ifname)
-        spoofcheck.setup(host_name, cv.mac, cmd.container_id, cmd.ifname)
+        spoof, owner = firewall.spoof_check(), firewall.Owner(cfg.name, cmd.container_id, cmd.ifname)
+        undo.push("macspoofchk", spoof.delete, owner)
+        spoof.add(owner, firewall.SpoofSpec(host_name, cv.mac))
 
     from cnilib import ifconfig
 
@@ -147,8 +147,8 @@ def _add(cmd: "CmdArgs", cfg: config.BridgeConf, fw, host: nl.Socket, ctr: nl.So
             from . import masq
 
             o = masq.owner(cfg, cmd.container_id, cmd.ifname)
-            undo.push("masquerading", fw.del_masquerade, o)
-            fw.add_masquerade(o, masq.rules(result))
+            undo.push("masquerading", fw.masquerade().delete, o)
+            fw.masquerade().add(o, masq.rules(result))
     elif not cfg.disable_container_interface:
         ifconfig.configure(ctr, cmd.ifname, cv.index, None)
 

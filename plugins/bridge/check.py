@@ -65,16 +65,15 @@ def cmd_check(cmd: "CmdArgs") -> None:
         _check_port(host, hv, cv, cfg)
         ifconfig.check_expected(prev, cmd.ifname, seen)
         if cfg.macspoofchk:
-            from . import spoofcheck
+            from cnilib import firewall
 
-            why = spoofcheck.present(hv.name, cv.mac, cmd.container_id, cmd.ifname)
-            if why:
-                raise _missing(why)
+            firewall.spoof_check().check(firewall.Owner(cfg.name, cmd.container_id, cmd.ifname),
+                                         firewall.SpoofSpec(hv.name, cv.mac))  # code 102 if missing
         if cfg.ipmasq and cfg.layer3:
             from . import masq
 
-            masq.backend(cfg).check_masquerade(masq.owner(cfg, cmd.container_id, cmd.ifname),
-                                               masq.attachment_rules(prev, cmd.ifname))
+            masq.backend(cfg).masquerade().check(masq.owner(cfg, cmd.container_id, cmd.ifname),
+                                                 masq.attachment_rules(prev, cmd.ifname))
 
 
 def _inspect_container(ifname: str) -> dict:

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from cnilib.skel import CmdArgs
 
 DEFAULT_BRIDGE = "cni0"
-BACKENDS = ("iptables", "nftables")
 MAX_VLAN = 4094
 
 BOOL_KEYS = {
@@ -95,7 +94,9 @@ def load(cmd: "CmdArgs", strict: bool = True) -> BridgeConf:
         setattr(c, attr, rd.bool(key, default))
     if c.is_default_gw:
         c.is_gw = True
-    c.ipmasq_backend = rd.choice("ipMasqBackend", BACKENDS)
+    from cnilib import firewall  # the backends' names only: no backend is imported
+
+    c.ipmasq_backend = rd.choice("ipMasqBackend", firewall.NAMES)
     c.mtu = rd.mtu()
     c.vlan = rd.int("vlan", 0, 0, MAX_VLAN, why=f"must be a VLAN ID between 0 (none) and {MAX_VLAN}")
     if rd.has("vlanTrunk"):

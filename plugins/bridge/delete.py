@@ -32,9 +32,10 @@ def cmd_del(cmd: "CmdArgs") -> None:
 
         td.attempt("IPAM DEL", ipam.delete, cmd)
     if cfg.macspoofchk:
-        from . import spoofcheck
+        from cnilib import firewall
 
-        td.attempt("macspoofchk teardown", spoofcheck.teardown, cmd.container_id, cmd.ifname)
+        td.attempt("macspoofchk teardown", firewall.spoof_check(require=False).delete,
+                   firewall.Owner(cfg.name, cmd.container_id, cmd.ifname))
     if cfg.ipmasq:
         from . import masq
 
@@ -113,7 +114,7 @@ def cmd_gc(cmd: "CmdArgs") -> None:
 
 def _gc_veths(cfg: config.BridgeConf, keep: set[tuple[str, str]]) -> None:
     """Delete the bridge's ports tagged with this network whose attachment is not kept."""
-    from cnilib.firewall.base import gc_doomed, kept_tags, network_part
+    from cnilib.owner import gc_doomed, kept_tags, network_part
 
     with nl.Socket() as host:
         br = link.get(host, cfg.bridge)

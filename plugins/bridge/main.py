@@ -54,11 +54,9 @@ def cmd_status(cmd: skel.CmdArgs) -> None:
 
         masq.backend(cfg, probe=True)
     if cfg.macspoofchk:
-        from cnilib.errors import NOT_AVAILABLE, CNIError
-        from cnilib.firewall import _exec
+        from cnilib import firewall
 
-        if _exec.find_tool("nft") is None:
-            raise CNIError(NOT_AVAILABLE, "macspoofchk needs nftables, but the nft command was not found")
+        firewall.spoof_check()  # code 50 when nft is missing
 
 
 PLUGIN = skel.Plugin("bridge", "interface", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status)

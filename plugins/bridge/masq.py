@@ -7,8 +7,10 @@ already gone (the reference leaks its iptables chain then, #810).
 
 from __future__ import annotations
 
-if False:  # type checking only
-    from cnilib.firewall.base import Backend, Owner
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cnilib.firewall import Backend, MasqRule
+    from cnilib.owner import Owner
     from cnilib.types import Result
 
     from .config import BridgeConf
@@ -23,35 +25,29 @@ def backend(cfg: "BridgeConf", probe: bool = False) -> "Backend":
 
 
 def owner(cfg: "BridgeConf", container_id: str, ifname: str) -> "Owner":
-    from cnilib.firewall.base import Owner
+    from cnilib.owner import Owner
 
     return Owner(cfg.name, container_id, ifname)
 
 
-def rules(result: "Result") -> list:
-    from cnilib.firewall.rules import MasqRule
+def rules(result: "Result") -> "list[MasqRule]":
+    from cnilib.firewall import MasqRule
 
     return [MasqRule.for_address(ipc.address) for ipc in result.ips]
 
 
-def on_interface(prev: "Result", ipc, ifname: str) -> bool:
-    """An IP of ``prev`` that sits on CNI_IFNAME (no interface index: the only one)."""
-    i = ipc.interface
-    return i is None or (0 <= i < len(prev.interfaces) and prev.interfaces[i].name == ifname)
-
-
-def attachment_rules(prev: "Result", ifname: str) -> list:
+def attachment_rules(prev: "Result", ifname: str) -> "list[MasqRule]":
     """The rules for ``prev``'s addresses on CNI_IFNAME."""
-    from cnilib.types import Result
+    from cnilib.types import Result, on_interface
 
     return rules(Result(ips=[ipc for ipc in prev.ips if on_interface(prev, ipc, ifname)]))
 
 
 def _teardown(cfg: "BridgeConf", fn) -> None:
-    """``fn(backend)`` on the configured backend, then best effort on the other one."""
+    """``fn(masquerade feature)`` on the configured backend, then best effort on the other one."""
     from cnilib import firewall
 
-    firewall.on_every_backend(cfg.ipmasq_backend, fn, "bridge: masquerade teardown")
+    firewall.on_every_backend(cfg.ipmasq_backend, lambda b: fn(b.masquerade()), "bridge: masquerade teardown")
 
 
 def release(cfg: "BridgeConf", container_id: str, ifname: str, prev: "Result | None" = None) -> None:
@@ -64,13 +60,11 @@ def release(cfg: "BridgeConf", container_id: str, ifname: str, prev: "Result | N
     known = None
     if prev is not None:
         try:
-            from cnilib.firewall.rules import normalize
-
-            known = normalize(attachment_rules(prev, ifname)) or None
+            known = attachment_rules(prev, ifname) or None
         except CNIError:  # a prevResult no ADD of ours produced: DEL reads instead
             known = None
-    _teardown(cfg, lambda b: b.del_masquerade(o, known))
+    _teardown(cfg, lambda m: m.delete(o, known))
 
 
 def gc(cfg: "BridgeConf", keep: set[tuple[str, str]]) -> None:
-    _teardown(cfg, lambda b: b.gc_masquerade(cfg.name, keep))
+    _teardown(cfg, lambda m: m.gc(cfg.name, keep))

@@ -1,7 +1,7 @@
 """How an attachment's host veth is named and tagged, so DEL finds it without the container.
 
 The tag is the attachment's firewall owner tag (``cnipy:<network>:<container id>:<ifname>``,
-see cnilib.firewall.base), stored as the host veth's IFLA_IFALIAS. The name is
+see cnilib.owner), stored as the host veth's IFLA_IFALIAS. The name is
 ``veth`` + 8 hex digits of the tag's SHA-256 — the reference's ``veth`` + 8 hex shape, but
 derived rather than random, so DEL looks it up with one request. A name already taken by
 another link (a hash collision or a foreign link) falls back to random names, as the
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 
 def tag(network: str, container_id: str, ifname: str) -> str:
-    from cnilib.firewall.base import Owner
+    from cnilib.owner import attachment_tag
 
-    return Owner(network, container_id, ifname).tag
+    return attachment_tag(network, container_id, ifname)
 
 
 def host_veth_name(attachment_tag: str) -> str:
-    from cnilib.firewall.base import sha256_hex
+    from cnilib.owner import sha256_hex
 
     return "veth" + sha256_hex(attachment_tag)[:8]
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from cnilib import gokeys
 from cnilib.errors import INVALID_CONFIG, CNIError, invalid_config
-from cnilib.firewall.hostport import DEFAULT_MARK_BIT, PROTOCOLS, HostPortSpec, PortMapping
+from cnilib.firewall import DEFAULT_MARK_BIT, PROTOCOLS, HostPortSpec, PortMapping, check_name
 
-if False:  # type checking only
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     from cnilib.ip import IP, Net
     from cnilib.skel import CmdArgs
     from cnilib.types import Result
 
-BACKENDS = ("nftables", "iptables")
 # The reference portmap's own keys and its PortMapEntry, matched as Go matches them:
 # containerd's CRI sends the capability as {"HostPort", "ContainerPort", "Protocol", "HostIP"}.
 FIELDS = gokeys.Struct("snat", "masqAll", "markMasqBit", "externalSetMarkChain", "conditionsV4",
@@ -158,8 +158,7 @@ def _load_backend(cmd: "CmdArgs", data: dict, cfg: PortMapConf) -> None:
     b = data.get("backend")
     if b is None:
         return
-    if b not in BACKENDS:
-        raise invalid_config("backend", b, 'must be "nftables" or "iptables"')
+    check_name(b, "backend")
     if b == "nftables" and cfg.set_mark_chain:
         raise CNIError(INVALID_CONFIG, "externalSetMarkChain names an iptables chain: it needs backend iptables")
     cfg.backend = b

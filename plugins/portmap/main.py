@@ -17,14 +17,15 @@ from __future__ import annotations
 from cnilib import skel
 from cnilib.errors import ALREADY_ALLOCATED, INVALID_CONFIG, CNIError
 
-if False:  # type checking only
-    from cnilib.firewall.base import Owner
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cnilib.firewall import Owner
 
     from .config import PortMapConf
 
 
 def _owner(cmd: skel.CmdArgs) -> "Owner":
-    from cnilib.firewall.base import Owner
+    from cnilib.firewall import Owner
 
     return Owner(cmd.conf.name or "", cmd.container_id, cmd.ifname)
 

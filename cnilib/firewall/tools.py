@@ -2,7 +2,8 @@
 
 The spawning itself is ``cnilib.execplugin.spawn`` (posix_spawn and a poll loop, no
 ``subprocess``); this module adds finding the tools where a minimal PATH misses them, the
-fixed environment they run in, and turning their failures into CNI errors.
+fixed environment they run in, and turning their failures into CNI errors. Both backends'
+runners (``nftables.runner``, ``iptables.runner``) are built on it.
 
 The tools run with ``LC_ALL=C``: callers recognise outcomes such as "File exists" in their
 English messages.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import posix
 
-from cnilib.errors import CNIError
+from cnilib.errors import TOOL_FAILED, TRY_AGAIN_LATER, CNIError
 
 # Where the tools live when CNI_PATH/PATH from the runtime is minimal: libcni passes the
 # runtime's environment, which may lack the sbin directories.
@@ -20,8 +21,8 @@ _FALLBACK_DIRS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 _ENV = {b"PATH": b"/usr/sbin:/usr/bin:/sbin:/bin", b"LC_ALL": b"C"}
 _found: dict[str, str | None] = {}
 
-# Code for "the firewall tool failed or rejected our request" (plugin-specific range).
-TOOL_FAILED = 110
+# How a missing tool is reported (the end of every "... not found" message).
+NOT_FOUND_WHERE = "not found in PATH or /usr/sbin, /sbin"
 
 
 def find_tool(name: str) -> str | None:
@@ -44,6 +45,11 @@ def find_tool(name: str) -> str | None:
     return hit
 
 
+def missing(tools: tuple[str, ...]) -> list[str]:
+    """The names in ``tools`` that ``find_tool`` does not find, in order."""
+    return [t for t in tools if find_tool(t) is None]
+
+
 def run(argv: list[str], stdin: bytes = b"") -> tuple[int, bytes, bytes]:
     """Run ``argv`` (argv[0] an absolute path) with ``stdin`` in the tools' fixed
     environment; return (status, stdout, stderr), a signal death as 128+signal."""
@@ -60,7 +66,7 @@ def tool_error(argv: list[str], rc: int, stderr: bytes, request: str = "") -> CN
     text = stderr.decode(errors="replace").strip() or f"exit status {rc}"
     code = TOOL_FAILED
     if "Resource temporarily unavailable" in text or "holding the xtables lock" in text:
-        code = 11  # TRY_AGAIN_LATER
+        code = TRY_AGAIN_LATER
     name = argv[0].rsplit("/", 1)[-1]
     details = request if len(request) <= 8192 else request[:8192] + "..."
     return CNIError(code, f"{name} {' '.join(argv[1:])} failed: {text}", details)

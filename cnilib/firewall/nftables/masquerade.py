@@ -1,4 +1,4 @@
-"""nftables backend: ``nft -j -f -`` with one JSON batch (one atomic transaction) per change.
+"""Masquerading with nftables: ``nft -j -f -`` with one JSON batch (one atomic transaction) per change.
 
 Layout, all in our own table ``inet cnipy_nat`` (never the reference's
 ``cni_plugins_masquerade``)::
@@ -46,36 +46,30 @@ elements takes ~5.) The reading DEL and GC also drop subnet chains no element ju
 
 from __future__ import annotations
 
-from cnilib.errors import NOT_AVAILABLE, CNIError
-from cnilib.firewall import _exec
-from cnilib.firewall.base import (MISSING, Backend, Lock, Owner, gc_doomed, is_owner_chain, kept_tags,
-                                  network_part, sha256_hex)
+from cnilib.errors import NOT_FOUND, CNIError
+from cnilib.firewall.base import Lock, Masquerade
+from cnilib.firewall.nftables.elements import OWNED, OWNERS, hash128, run_delete
+from cnilib.firewall.nftables.runner import EEXIST, ENOENT, Nft
 from cnilib.firewall.rules import MULTICAST, MasqRule, normalize
 from cnilib.ip import Net, parse_ip
+from cnilib.owner import Owner, gc_doomed, is_owner_chain, kept_tags, network_part, sha256_hex
 
 FAMILY = "inet"
 TABLE = "cnipy_nat"
 BASE_CHAIN = "postrouting"
 MAPS = {4: "src4", 6: "src6"}
-OWNERS = "owners"
-OWNED = "owned"
 SUBNET_CHAIN_PREFIX = "CNIPN-"
 _KEY_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
 _PROTO = {4: "ip", 6: "ip6"}
 _VERSION_OF = {"ip": 4, "ip6": 6}
 LOCK_NAME = "cnipy-nft.lock"
-ENOENT = b"No such file or directory"
-EEXIST = b"File exists"
-EBUSY = b"Device or resource busy"
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cnilib.firewall.nftables.listing import Listing
 
 
 # ---- names and keys ----
-
-def hash128(text: str) -> str:
-    """128 bits of SHA-256 of ``text`` as an IPv6 address text (the sets' key type)."""
-    h = sha256_hex(text)[:32]
-    return str(parse_ip(":".join(h[i:i + 4] for i in range(0, 32, 4))))
-
 
 def owner_key(owner: Owner) -> str:
     """H: the owner's key in ``owners`` (and the first half of its ``owned`` key)."""
@@ -204,107 +198,33 @@ def batch(cmds: list[dict]) -> bytes:
 
 # ---- reading what nft lists ----
 
-class State:
-    """The parts of ``nft -j list table`` output we act on.
+def parse_listing(doc: object) -> "Listing":
+    """Our table's Listing from nft's JSON listing (anything else is ignored)."""
+    from cnilib.firewall.nftables.listing import Listing
 
-    ``chains``: name -> its rule objects; ``maps``: version -> source (our text form) ->
-    (jump target or None, comment); ``owners``: H -> comment; ``owned``: (H, F) -> comment;
-    ``sets``: the names of the sets listed; ``base``: the base chain object or None."""
-
-    __slots__ = ("chains", "maps", "owners", "owned", "sets", "base")
-
-    def __init__(self) -> None:
-        self.chains: dict[str, list[dict]] = {}
-        self.maps: dict[int, dict[str, tuple[str | None, str]]] = {}
-        self.owners: dict[str, str] = {}
-        self.owned: dict[tuple[str, str], str] = {}
-        self.sets: set[str] = set()
-        self.base: dict | None = None
-
-    def skeleton_ok(self) -> bool:
-        """Maps and sets exist and the base chain is ours, holding exactly the two dispatch rules."""
-        if set(self.maps) != {4, 6} or self.sets != {OWNERS, OWNED} or self.base is None:
-            return False
-        if (self.base.get("type"), self.base.get("hook")) != ("nat", "postrouting"):
-            return False
-        return [r.get("expr") for r in self.chains.get(BASE_CHAIN, [])] == [dispatch_expr(4), dispatch_expr(6)]
+    return Listing(FAMILY, TABLE).merge(doc)
 
 
-def _key(text: object) -> str | None:
-    try:
-        return str(parse_ip(text))  # type: ignore[arg-type]
-    except ValueError:
-        return None
+def _read(nft: Nft) -> "Listing | None":
+    """Our table as listed now; None when it does not exist."""
+    from cnilib.firewall.nftables.listing import read_table
+
+    return read_table(nft, FAMILY, TABLE)
 
 
-def _unwrap(e: object) -> tuple[object, str]:
-    """(key, comment) of a listed element key: nft wraps a key with a comment in ``elem``."""
-    if isinstance(e, dict) and isinstance(e.get("elem"), dict):
-        return e["elem"].get("val"), e["elem"].get("comment", "")
-    return e, ""
-
-
-def read_owner_set(s: dict, owners: dict, owned: dict, key_of) -> bool:
-    """Add a listed ``owners`` (H -> comment) or ``owned`` ((H, F) -> comment) set, the
-    marker and proof sets both tables keep, to ``owners``/``owned``; False for any other set.
-    ``key_of`` turns a listed address into our text form (None: skipped)."""
-    name = s.get("name")
-    if name not in (OWNERS, OWNED):
+def skeleton_ok(st: "Listing") -> bool:
+    """Maps and sets exist and the base chain is ours, holding exactly the two dispatch rules."""
+    base = st.chain_info.get(BASE_CHAIN)
+    if not set(MAPS.values()) <= set(st.maps) or not {OWNERS, OWNED} <= set(st.sets) or base is None:
         return False
-    for e in s.get("elem", []) or []:
-        val, comment = _unwrap(e)
-        if name == OWNERS:
-            k = key_of(val)
-            if k is not None:
-                owners[k] = comment
-        elif isinstance(val, dict) and isinstance(val.get("concat"), list) and len(val["concat"]) == 2:
-            h, f = (key_of(x) for x in val["concat"])
-            if h is not None and f is not None:
-                owned[(h, f)] = comment
-    return True
+    if (base.get("type"), base.get("hook")) != ("nat", "postrouting"):
+        return False
+    return [r.get("expr") for r in st.chains.get(BASE_CHAIN, [])] == [dispatch_expr(4), dispatch_expr(6)]
 
 
-def parse_listing(doc: object) -> State:
-    """A State from nft's JSON listing (anything not in our table is ignored)."""
-    st = State()
-    items = doc.get("nftables", []) if isinstance(doc, dict) else []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        kind, obj = next(iter(item.items()), (None, None))
-        if not isinstance(obj, dict) or obj.get("family") != FAMILY or obj.get("table", obj.get("name")) != TABLE:
-            continue
-        if kind == "chain":
-            st.chains[obj.get("name", "")] = []  # a chain object precedes its rules: re-read = reset
-            if obj.get("name") == BASE_CHAIN:
-                st.base = obj
-        elif kind == "rule":
-            st.chains.setdefault(obj.get("chain", ""), []).append(obj)
-        elif kind == "map":
-            version = {"src4": 4, "src6": 6}.get(obj.get("name", ""))
-            if version is not None:
-                map_elements(obj, _key, st.maps.setdefault(version, {}))
-        elif kind == "set" and read_owner_set(obj, st.owners, st.owned, _key):
-            st.sets.add(obj["name"])
-    return st
-
-
-def jump_target(data: object) -> str | None:
-    """A listed verdict map element's jump target (None for any other verdict)."""
-    return data.get("jump", {}).get("target") if isinstance(data, dict) else None
-
-
-def map_elements(m: dict, key_of, into: dict, data_of=jump_target) -> dict:
-    """The elements of a listed map as ``key_of(listed key) -> (data_of(listed data),
-    comment)``, added to ``into``; keys ``key_of`` maps to None are skipped."""
-    for pair in m.get("elem", []) or []:
-        if not (isinstance(pair, list) and len(pair) == 2):
-            continue
-        k, comment = _unwrap(pair[0])
-        key = key_of(k)
-        if key is not None:
-            into[key] = (data_of(pair[1]), comment)
-    return into
+def _sources(st: "Listing") -> dict[int, dict]:
+    """version -> the source elements of that family's map: source -> (target, comment)."""
+    return {v: st.maps[name] for v, name in MAPS.items() if name in st.maps}
 
 
 def _net(right: object) -> Net:
@@ -334,11 +254,12 @@ def subnet_rule_meaning(rule: dict) -> tuple[int, Net] | None:
         return None
 
 
-def _drop_elements(st: State, doomed_tags: set[str], extra_sources: set[tuple[int, str]] = frozenset()) -> list[dict]:
+def _drop_elements(st: "Listing", doomed_tags: set[str],
+                   extra_sources: set[tuple[int, str]] = frozenset()) -> list[dict]:
     """Delete every element commented with one of ``doomed_tags`` (and the source elements
     in ``extra_sources``, whoever holds them)."""
     cmds: list[dict] = []
-    for v, elems in sorted(st.maps.items()):
+    for v, elems in sorted(_sources(st).items()):
         for key, (_target, comment) in sorted(elems.items()):
             if comment in doomed_tags or (v, key) in extra_sources:
                 cmds.append({"delete": {"element": _obj(name=MAPS[v], elem=[key])}})
@@ -351,10 +272,10 @@ def _drop_elements(st: State, doomed_tags: set[str], extra_sources: set[tuple[in
     return cmds
 
 
-def _unused_chains(st: State, gone_tags: set[str]) -> list[dict]:
+def _unused_chains(st: "Listing", gone_tags: set[str]) -> list[dict]:
     """Delete subnet chains (and owner chains of the previous layout) that no element jumps
     to once the elements of ``gone_tags`` are gone."""
-    used = {t for elems in st.maps.values() for t, c in elems.values() if t and c not in gone_tags}
+    used = {t for elems in _sources(st).values() for t, c in elems.values() if t and c not in gone_tags}
     cmds: list[dict] = []
     for name in sorted(st.chains):
         if (is_subnet_chain(name) or is_owner_chain(name)) and name not in used:
@@ -362,13 +283,14 @@ def _unused_chains(st: State, gone_tags: set[str]) -> list[dict]:
     return cmds
 
 
-def plan_replace(owner: Owner, rules: list[MasqRule], st: State) -> list[dict]:
+def plan_replace(owner: Owner, rules: list[MasqRule], st: "Listing") -> list[dict]:
     """ADD's slow path: delete the owner's old elements and any source element another
     owner holds (with that owner's proof: its fast DEL must not delete what is now ours),
     rewrite the subnet chains, add the owner's elements."""
-    cmds: list[dict] = [] if st.skeleton_ok() else skeleton()
+    cmds: list[dict] = [] if skeleton_ok(st) else skeleton()
     new = {(r.version, str(r.source)) for r in rules}
-    losers = {c for v, elems in st.maps.items() for k, (_t, c) in elems.items() if (v, k) in new and c != owner.tag}
+    losers = {c for v, elems in _sources(st).items() for k, (_t, c) in elems.items()
+              if (v, k) in new and c != owner.tag}
     cmds += _drop_elements(st, {owner.tag}, new)
     for (h, f), comment in sorted(st.owned.items()):
         if comment in losers:
@@ -376,30 +298,30 @@ def plan_replace(owner: Owner, rules: list[MasqRule], st: State) -> list[dict]:
     return cmds + subnet_chains(rules) + owner_objects(owner, rules, "add")
 
 
-def plan_del_exact(owner: Owner, st: State) -> list[dict]:
+def plan_del_exact(owner: Owner, st: "Listing") -> list[dict]:
     """DEL from a listing: every element commented with the owner's tag, then the chains
     nothing jumps to any more."""
     return _drop_elements(st, {owner.tag}) + _unused_chains(st, {owner.tag})
 
 
-def plan_gc(network: str, keep: set[tuple[str, str]], st: State) -> list[dict]:
+def plan_gc(network: str, keep: set[tuple[str, str]], st: "Listing") -> list[dict]:
     """The elements of ``network``'s owners not in ``keep``, then unused chains."""
     net, kept = network_part(network), kept_tags(network, keep)
-    comments = {c for elems in st.maps.values() for _t, c in elems.values()}
+    comments = {c for elems in _sources(st).values() for _t, c in elems.values()}
     comments |= set(st.owners.values()) | set(st.owned.values())
     doomed = {c for c in comments if gc_doomed(c, net, kept)}
     return _drop_elements(st, doomed) + _unused_chains(st, doomed)
 
 
-def check_problems(owner: Owner, rules: list[MasqRule], st: State) -> list[str]:
+def check_problems(owner: Owner, rules: list[MasqRule], st: "Listing") -> list[str]:
     """What is missing for ``rules`` of ``owner`` in the listed table (empty: all there)."""
-    if not st.skeleton_ok():
+    if not skeleton_ok(st):
         return [f"table {FAMILY} {TABLE} lacks its maps, sets or base chain dispatch rules"]
     problems = []
     if st.owners.get(owner_key(owner)) != owner.tag:
         problems.append(f"{OWNERS} element of {owner.tag} is missing")
     for r in rules:
-        target, comment = st.maps.get(r.version, {}).get(str(r.source), (None, ""))
+        target, comment = st.maps.get(MAPS[r.version], {}).get(str(r.source), (None, ""))
         c = subnet_chain(r)
         if target != c or comment != owner.tag:
             problems.append(f"{MAPS[r.version]} element {r.source} -> {c} is missing")
@@ -408,113 +330,27 @@ def check_problems(owner: Owner, rules: list[MasqRule], st: State) -> list[str]:
     return problems
 
 
-# ---- the delete path both tables share ----
+# ---- the feature ----
 
-def run_delete(apply, fail, fast, exact) -> None:
-    """DEL of one owner: ``fast(drop_chains)`` (no read; None when the caller does not know
-    the owner's state) first, the same without the shared chains if the kernel says another
-    owner still uses one (EBUSY), else ``exact()`` (a read, then a plan; empty: nothing
-    there), re-read once if the table changed in between. ``apply`` runs a request and
-    returns (status, stderr, request text); ``fail`` makes the CNIError."""
-    if fast is not None:
-        rc, err, req = apply(fast(True))
-        if rc != 0 and EBUSY in err and ENOENT not in err:
-            rc, err, req = apply(fast(False))
-        if rc == 0:
-            return
-        if ENOENT not in err:  # ENOENT: the proof failed, the owner's state is not what we were told
-            raise fail(rc, err, req)
-    for attempt in range(2):
-        cmds = exact()
-        if not cmds:
-            return
-        rc, err, req = apply(cmds)
-        if rc == 0:
-            return
-        if not (ENOENT in err or EBUSY in err) or attempt:
-            raise fail(rc, err, req)
+class NftMasquerade(Masquerade):
+    """Masquerading in table ``inet cnipy_nat``, run through the backend's ``nft``."""
 
+    __slots__ = ("nft",)
 
-# ---- the backend ----
-
-class NftBackend(Backend):
-    """nftables through the ``nft`` command and its JSON interface."""
-
-    name = "nftables"
-
-    def __init__(self) -> None:
-        self._reason: str | None = ""  # "" = not probed yet
-
-    def _nft(self) -> str:
-        path = _exec.find_tool("nft")
-        if path is None:
-            raise CNIError(NOT_AVAILABLE, "nftables backend: nft not found in PATH or /usr/sbin, /sbin")
-        return path
-
-    def available(self) -> str | None:
-        if self._reason == "":
-            path = _exec.find_tool("nft")
-            if path is None:
-                self._reason = "nft not found in PATH or /usr/sbin, /sbin"
-            else:
-                # Any cheap request that reaches the kernel: a table name nobody uses (listing
-                # ours would cost O(rules)). ENOENT means nft and nf_tables work.
-                rc, _, err = _exec.run([path, "list", "table", FAMILY, "cnipy_probe"])
-                ok = rc == 0 or ENOENT in err
-                self._reason = None if ok else f"nft does not work here: {err.decode(errors='replace').strip()}"
-        return self._reason
-
-    def _batch_argv(self, json: bool) -> list[str]:
-        # "-f /proc/self/fd/0" rather than "-f -": nft opens /dev/stdin for "-", a symlink
-        # that minimal systems (a bare devtmpfs, some initramfs and VM setups) lack.
-        return [self._nft()] + (["-j"] if json else []) + ["-f", "/proc/self/fd/0"]
-
-    def run_batch(self, data: bytes, json: bool = True) -> tuple[int, bytes, str]:
-        """Feed one batch (JSON, or nft's text syntax) to ``nft -f``: (status, stderr, the
-        request as text for error details). One batch is one atomic transaction."""
-        rc, _, err = _exec.run(self._batch_argv(json), data)
-        return rc, err, data.decode()
-
-    def batch_error(self, rc: int, err: bytes, request: str, json: bool = True) -> CNIError:
-        """The CNIError for a failed ``run_batch``."""
-        return _exec.tool_error(self._batch_argv(json), rc, err, request)
-
-    def list_json(self, *what: str) -> object | None:
-        """``nft -j list <what>`` parsed; None when it does not exist (ENOENT).
-
-        Only the slow paths (re-ADD, a conflict, DEL without its rules, CHECK, GC) list: our
-        tables hold no rule per owner, so a listing is the elements of the maps and sets,
-        ~25 ms per 1,000 elements here."""
-        from cnilib.jsonio import JSONError, loads
-
-        argv = [self._nft(), "-j", "list", *what]
-        rc, out, err = _exec.run(argv)
-        if rc != 0:
-            if ENOENT in err:
-                return None
-            raise _exec.tool_error(argv, rc, err)
-        try:
-            return loads(out)
-        except JSONError as e:
-            raise CNIError(_exec.TOOL_FAILED, f"nft -j list {' '.join(what)}: unreadable output: {e}") from None
+    def __init__(self, nft: Nft) -> None:
+        self.nft = nft
 
     def _apply(self, cmds: list[dict]) -> tuple[int, bytes, str]:
-        return self.run_batch(batch(cmds))
+        return self.nft.run_batch(batch(cmds))
 
     def _fail(self, rc: int, err: bytes, request: str) -> CNIError:
-        return self.batch_error(rc, err, request)
+        return self.nft.batch_error(rc, err, request)
 
-    def _state(self) -> State | None:
-        """Our table as a State; None when it does not exist."""
-        doc = self.list_json("table", FAMILY, TABLE)
-        return None if doc is None else parse_listing(doc)
+    def _state(self) -> "Listing":
+        """Our table as listed; empty when it does not exist."""
+        return _read(self.nft) or parse_listing({})
 
-    def hostports(self):
-        from cnilib.firewall.nft_hostport import NftHostPorts
-
-        return NftHostPorts(self)
-
-    def add_masquerade(self, owner: Owner, rules: list[MasqRule]) -> None:
+    def add(self, owner: Owner, rules: list[MasqRule]) -> None:
         rules = normalize(rules)
         with Lock(LOCK_NAME):
             if not rules:
@@ -526,26 +362,32 @@ class NftBackend(Backend):
             if rc != 0 and ENOENT in err:  # no table yet (or the skeleton was damaged)
                 rc, err, req = self._apply(plan_add(owner, rules, init=True))
             if rc != 0 and EEXIST in err:  # re-ADD, or an address held by another owner
-                rc, err, req = self._apply(plan_replace(owner, rules, self._state() or State()))
+                rc, err, req = self._apply(plan_replace(owner, rules, self._state()))
             if rc != 0:
                 raise self._fail(rc, err, req)
 
-    def del_masquerade(self, owner: Owner, rules: list[MasqRule] | None = None) -> None:
+    def delete(self, owner: Owner, rules: list[MasqRule] | None = None) -> None:
+        known = None
+        if rules:
+            try:
+                known = normalize(rules)
+            except CNIError:  # rules no ADD of ours was given (one source, two subnets): read instead
+                known = None
         with Lock(LOCK_NAME):
-            self._delete(owner, normalize(rules) if rules else None)
+            self._delete(owner, known)
 
     def _delete(self, owner: Owner, rules: list[MasqRule] | None) -> None:
         fast = (lambda drop: plan_del_fast(owner, rules, drop)) if rules else None
-        run_delete(self._apply, self._fail, fast, lambda: plan_del_exact(owner, self._state() or State()))
+        run_delete(self._apply, self._fail, fast, lambda: plan_del_exact(owner, self._state()))
 
-    def check_masquerade(self, owner: Owner, rules: list[MasqRule]) -> None:
-        problems = check_problems(owner, normalize(rules), self._state() or State())
+    def check(self, owner: Owner, rules: list[MasqRule]) -> None:
+        problems = check_problems(owner, normalize(rules), self._state())
         if problems:
-            raise CNIError(MISSING, f"nftables masquerade for {owner.tag}: {'; '.join(problems)}")
+            raise CNIError(NOT_FOUND, f"nftables masquerade for {owner.tag}: {'; '.join(problems)}")
 
-    def gc_masquerade(self, network: str, keep: set[tuple[str, str]]) -> None:
+    def gc(self, network: str, keep: set[tuple[str, str]]) -> None:
         with Lock(LOCK_NAME):
-            st = self._state()
+            st = _read(self.nft)
             if st is None:
                 return  # no table: nothing we installed is there
             cmds = plan_gc(network, keep, st)

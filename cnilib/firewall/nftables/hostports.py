@@ -67,12 +67,13 @@ also drop profile chains no element jumps to.
 
 from __future__ import annotations
 
-from cnilib.errors import INVALID_CONFIG, CNIError
-from cnilib.firewall.base import (HOSTPORT_CHAIN_PREFIX, MISSING, HostPorts, Lock, Owner, gc_doomed, is_owner_chain,
-                                  kept_tags, network_part, sha256_hex)
-from cnilib.firewall.hostport import HostPortSpec, PortMapping, conflict_error
-# The masquerade backend's module: nft_hostport is only reached through it (hostports()).
-from cnilib.firewall.nft import OWNED, OWNERS, hash128, map_elements, read_owner_set, run_delete
+from cnilib.errors import INVALID_CONFIG, NOT_FOUND, CNIError
+from cnilib.firewall.base import HostPorts, Lock
+from cnilib.firewall.hostport import DEFAULT_MARK_BIT, HostPortSpec, PortMapping, conflict_error
+from cnilib.firewall.nftables.elements import OWNED, OWNERS, hash128, run_delete
+from cnilib.firewall.nftables.runner import EEXIST, ENOENT, Nft
+from cnilib.owner import (HOSTPORT_CHAIN_PREFIX, Owner, gc_doomed, is_owner_chain, kept_tags, network_part,
+                          sha256_hex)
 
 FAMILY = "inet"
 TABLE = "cnipy_hostport"
@@ -85,8 +86,10 @@ PROFILE_PREFIX = "CNIPP-"
 _IPX = {4: "ip", 6: "ip6"}
 _NFPROTO = {4: "ipv4", 6: "ipv6"}
 SETMARK_PREFIX = "setmark-"
-ENOENT = b"No such file or directory"
-EEXIST = b"File exists"
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cnilib.firewall.nftables.listing import Listing
 # Characters that would end or comment out the rule a condition is spliced into.
 _CONDITION_FORBIDDEN = (";", "#", "\n", "\r")
 
@@ -229,82 +232,24 @@ def script(lines: list[str]) -> bytes:
 
 # ---- reading ----
 
-class Listing:
-    """What ``nft -j list table`` showed of our table: chains -> rules; maps (verdict and
-    dnat) -> key parts -> (jump target or dnat target text, comment); owners/owned sets."""
-
-    __slots__ = ("chains", "maps", "owners", "owned", "sets")
-
-    def __init__(self) -> None:
-        self.chains: dict[str, list[dict]] = {}
-        self.maps: dict[str, dict[tuple, tuple[str | None, str]]] = {}
-        self.owners: dict[str, str] = {}
-        self.owned: dict[tuple[str, str], str] = {}
-        self.sets: set[str] = set()
-
-    def merge(self, doc: object) -> None:
-        items = doc.get("nftables", []) if isinstance(doc, dict) else []
-        for item in items:
-            if not isinstance(item, dict):
-                continue
-            for kind in ("chain", "rule", "map", "set"):
-                obj = item.get(kind)
-                if isinstance(obj, dict) and obj.get("family") == FAMILY and obj.get("table") == TABLE:
-                    getattr(self, "_" + kind)(obj)
-
-    def _chain(self, obj: dict) -> None:
-        self.chains[obj.get("name", "")] = []
-
-    def _rule(self, obj: dict) -> None:
-        self.chains.setdefault(obj.get("chain", ""), []).append(obj)
-
-    def _map(self, obj: dict) -> None:
-        name = obj.get("name", "")
-        if name in MAP_TYPES:
-            map_elements(obj, _listed_key, self.maps.setdefault(name, {}))
-        elif name.startswith("dnat-") and name[5:] in MAP_TYPES:
-            map_elements(obj, _listed_key, self.maps.setdefault(name, {}), _dnat_text)
-
-    def _set(self, obj: dict) -> None:
-        if read_owner_set(obj, self.owners, self.owned, _norm_part):
-            self.sets.add(obj["name"])
-
-
-def _listed_key(k: object) -> tuple | None:
-    """A listed element key as a tuple of texts: ("192.0.2.1", "tcp", "8080")."""
-    if isinstance(k, dict) and isinstance(k.get("concat"), list):
-        return tuple(_norm_part(p) for p in k["concat"])
-    return None
-
-
-def _dnat_text(data: object) -> str | None:
-    """A listed dnat element's data as "address port" (None if not a concat of two)."""
-    if isinstance(data, dict) and isinstance(data.get("concat"), list) and len(data["concat"]) == 2:
-        return f"{_norm_part(data['concat'][0])} {data['concat'][1]}"
-    return None
-
-
-def _norm_part(p: object) -> str:
-    from cnilib.ip import parse_ip
-
-    s = str(p)
-    try:
-        return str(parse_ip(s))
-    except ValueError:
-        return s
+def _our_maps(st: "Listing") -> dict[str, dict[tuple, tuple[str | None, str]]]:
+    """Our maps (verdict and dnat) as listed, with their mapping elements (keyed by a
+    concatenation: every key of ours is one)."""
+    return {name: {k: v for k, v in elems.items() if isinstance(k, tuple)} for name, elems in st.maps.items()
+            if name in MAP_TYPES or (name.startswith("dnat-") and name[5:] in MAP_TYPES)}
 
 
 def mapping_key_parts(m: PortMapping) -> tuple:
-    """``element_key`` as ``_listed_key`` returns it."""
+    """``element_key`` as a Listing reads it."""
     return ((str(m.host_ip),) if m.host_ip else ()) + (m.proto, str(m.host_port))
 
 
 # ---- plans from listings ----
 
-def _drop_elements(st: Listing, doomed: set[str]) -> list[str]:
+def _drop_elements(st: "Listing", doomed: set[str]) -> list[str]:
     """Delete every element commented with one of the ``doomed`` tags."""
     lines = []
-    for name, elems in sorted(st.maps.items()):
+    for name, elems in sorted(_our_maps(st).items()):
         for key, (_t, comment) in sorted(elems.items()):
             if comment in doomed:
                 lines.append(f"delete element {T} {name} {{ {' . '.join(key)} }}")
@@ -317,7 +262,7 @@ def _drop_elements(st: Listing, doomed: set[str]) -> list[str]:
     return lines
 
 
-def _unused_chains(st: Listing, gone: set[str]) -> list[str]:
+def _unused_chains(st: "Listing", gone: set[str]) -> list[str]:
     """Delete profile chains (and owner chains of the previous layout) that no element
     jumps to once the elements of the ``gone`` tags are deleted."""
     used = {t for name, elems in st.maps.items() if name in MAP_TYPES
@@ -329,14 +274,14 @@ def _unused_chains(st: Listing, gone: set[str]) -> list[str]:
     return lines
 
 
-def plan_replace(owner: Owner, spec: HostPortSpec, st: Listing, mark_bits: set[int]) -> list[str]:
+def plan_replace(owner: Owner, spec: HostPortSpec, st: "Listing", mark_bits: set[int]) -> list[str]:
     """ADD's slow path once no conflict: drop the owner's old elements, (re)write the
     skeleton and the profile chains, add the owner's elements."""
     return (_drop_elements(st, {owner.tag}) + skeleton(mark_bits) + profile_lines(spec)
             + owner_lines(owner, spec, "add"))
 
 
-def conflicts(owner: Owner, spec: HostPortSpec, st: Listing) -> list[CNIError]:
+def conflicts(owner: Owner, spec: HostPortSpec, st: "Listing") -> list[CNIError]:
     """One error per requested key held by another owner."""
     out = []
     for m in spec.mappings:
@@ -346,20 +291,20 @@ def conflicts(owner: Owner, spec: HostPortSpec, st: Listing) -> list[CNIError]:
     return out
 
 
-def plan_del_exact(owner: Owner, st: Listing) -> list[str]:
+def plan_del_exact(owner: Owner, st: "Listing") -> list[str]:
     return _drop_elements(st, {owner.tag}) + _unused_chains(st, {owner.tag})
 
 
-def plan_gc(network: str, keep: set[tuple[str, str]], st: Listing) -> list[str]:
+def plan_gc(network: str, keep: set[tuple[str, str]], st: "Listing") -> list[str]:
     net, kept = network_part(network), kept_tags(network, keep)
-    comments = {c for elems in st.maps.values() for _t, c in elems.values()}
+    comments = {c for elems in _our_maps(st).values() for _t, c in elems.values()}
     comments |= set(st.owners.values()) | set(st.owned.values())
     doomed = {c for c in comments if gc_doomed(c, net, kept)}
     return _drop_elements(st, doomed) + _unused_chains(st, doomed)
 
 
-def check_problems(owner: Owner, spec: HostPortSpec, st: Listing) -> list[str]:
-    if set(MAP_TYPES) - set(st.maps) or "hostports" not in st.chains or st.sets != {OWNERS, OWNED}:
+def check_problems(owner: Owner, spec: HostPortSpec, st: "Listing") -> list[str]:
+    if set(MAP_TYPES) - set(st.maps) or "hostports" not in st.chains or not {OWNERS, OWNED} <= set(st.sets):
         return [f"table {T} lacks its maps, sets or its hostports chain"]
     problems = []
     if st.owners.get(owner_key(owner)) != owner.tag:
@@ -382,29 +327,34 @@ def check_problems(owner: Owner, spec: HostPortSpec, st: Listing) -> list[str]:
 # ---- running ----
 
 class NftHostPorts(HostPorts):
-    """The nftables host-port operations, run through ``backend``'s nft."""
+    """Host ports in table ``inet cnipy_hostport``, run through the backend's ``nft``."""
 
-    def __init__(self, backend) -> None:
-        self.b = backend
+    __slots__ = ("nft",)
+
+    def __init__(self, nft: Nft) -> None:
+        self.nft = nft
 
     def _apply(self, lines: list[str]) -> tuple[int, bytes, str]:
-        return self.b.run_batch(script(lines), json=False)
+        return self.nft.run_batch(script(lines), json=False)
 
     def _fail(self, rc: int, err: bytes, req: str) -> CNIError:
-        return self.b.batch_error(rc, err, req, json=False)
+        return self.nft.batch_error(rc, err, req, json=False)
 
-    def _state(self) -> Listing | None:
-        doc = self.b.list_json("table", FAMILY, TABLE)
-        if doc is None:
-            return None
-        st = Listing()
-        st.merge(doc)
-        return st
+    def _state(self) -> "Listing | None":
+        """Our table as listed now; None when it does not exist."""
+        from cnilib.firewall.nftables.listing import read_table
+
+        return read_table(self.nft, FAMILY, TABLE)
+
+    def _state_or_empty(self) -> "Listing":
+        from cnilib.firewall.nftables.listing import Listing
+
+        return self._state() or Listing(FAMILY, TABLE)
 
     @staticmethod
-    def _mark_bits(spec: HostPortSpec, st: Listing | None) -> set[int]:
+    def _mark_bits(spec: HostPortSpec, st: "Listing | None") -> set[int]:
         """Bits whose mark chain exists plus ours (the skeleton rewrites postrouting)."""
-        bits = {spec.mark_bit, 13}
+        bits = {spec.mark_bit, DEFAULT_MARK_BIT}
         for name in (st.chains if st is not None else ()):
             if name.startswith(SETMARK_PREFIX) and name[len(SETMARK_PREFIX):].isdigit():
                 bits.add(int(name[len(SETMARK_PREFIX):]))
@@ -422,7 +372,7 @@ class NftHostPorts(HostPorts):
             if rc != 0 and (ENOENT in err or EEXIST in err):
                 # ENOENT: no table yet, a new mark bit, or a damaged table; EEXIST: a
                 # re-ADD, or a key another owner holds. Read, then one exact batch.
-                st = self._state() or Listing()
+                st = self._state_or_empty()
                 errors = conflicts(owner, spec, st)
                 if errors:
                     raise errors[0]
@@ -436,12 +386,12 @@ class NftHostPorts(HostPorts):
 
     def _delete(self, owner: Owner, spec: HostPortSpec | None) -> None:
         fast = (lambda drop: del_fast_lines(owner, spec, drop)) if spec is not None else None
-        run_delete(self._apply, self._fail, fast, lambda: plan_del_exact(owner, self._state() or Listing()))
+        run_delete(self._apply, self._fail, fast, lambda: plan_del_exact(owner, self._state_or_empty()))
 
     def check(self, owner: Owner, spec: HostPortSpec) -> None:
-        problems = check_problems(owner, spec, self._state() or Listing())
+        problems = check_problems(owner, spec, self._state_or_empty())
         if problems:
-            raise CNIError(MISSING, f"nftables host ports of {owner.tag}: {'; '.join(problems)}")
+            raise CNIError(NOT_FOUND, f"nftables host ports of {owner.tag}: {'; '.join(problems)}")
 
     def gc(self, network: str, keep: set[tuple[str, str]]) -> None:
         with Lock(LOCK_NAME):

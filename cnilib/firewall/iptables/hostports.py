@@ -24,11 +24,13 @@ whole table).
 
 from __future__ import annotations
 
-from cnilib.errors import INVALID_CONFIG, CNIError
-from cnilib.firewall.base import HostPorts, MISSING, Lock, Owner, gc_doomed, kept_tags, network_part
+from cnilib.errors import INVALID_CONFIG, NOT_FOUND, CNIError
+from cnilib.firewall.base import HostPorts, Lock
 from cnilib.firewall.hostport import HostPortSpec, PortMapping, conflict_error
-from cnilib.firewall.iptables import LOCK_NAME, Rule, nat_batch
+from cnilib.firewall.iptables.listing import Rule, Table
+from cnilib.firewall.iptables.runner import LOCK_NAME, Iptables, nat_batch
 from cnilib.ip import parse_cidr
+from cnilib.owner import Owner, gc_doomed, kept_tags, network_part
 
 ENTRY = "CNIPY-HOSTPORTS"
 MASQ = "CNIPY-HP-MASQ"
@@ -101,7 +103,7 @@ def skeleton_lines() -> list[str]:
         for hook in ("PREROUTING", "OUTPUT")]
 
 
-def masq_lines(spec: HostPortSpec, masq: "Table | None") -> list[str]:
+def masq_lines(spec: HostPortSpec, masq: Table | None) -> list[str]:
     """The MASQ chain (when missing) and this spec's bit (when missing)."""
     if not spec.snat or spec.set_mark_chain:
         return []
@@ -130,8 +132,8 @@ def entry_key(r: Rule, version: int) -> tuple | None:
     return (version, proto, host, port)
 
 
-def plan_add(owner: Owner, spec: HostPortSpec, version: int, entries: "Table | None",
-             masq: "Table | None") -> list[str]:
+def plan_add(owner: Owner, spec: HostPortSpec, version: int, entries: Table | None,
+             masq: Table | None) -> list[str]:
     """Lines replacing the owner's state in one family (conflicts checked by the caller)."""
     lines = [] if entries is not None else skeleton_lines()
     lines += masq_lines(spec, masq)
@@ -141,7 +143,7 @@ def plan_add(owner: Owner, spec: HostPortSpec, version: int, entries: "Table | N
     return lines + owner_lines(owner, spec, version)
 
 
-def plan_del(owner: Owner, entries: "Table | None") -> list[str]:
+def plan_del(owner: Owner, entries: Table | None) -> list[str]:
     """Delete the owner's entries (by their exact text) and its chain; [] if it has none."""
     jumps = [] if entries is None else [
         "-D" + r.line[2:] for r in entries.rules if r.chain == ENTRY and r.target == owner.hostport_chain]
@@ -150,7 +152,7 @@ def plan_del(owner: Owner, entries: "Table | None") -> list[str]:
     return [f":{owner.hostport_chain} - [0:0]"] + jumps + [f"-X {owner.hostport_chain}"]
 
 
-def conflicts(owner: Owner, spec: HostPortSpec, version: int, entries: "Table | None") -> list[CNIError]:
+def conflicts(owner: Owner, spec: HostPortSpec, version: int, entries: Table | None) -> list[CNIError]:
     if entries is None:
         return []
     held = {}
@@ -162,7 +164,7 @@ def conflicts(owner: Owner, spec: HostPortSpec, version: int, entries: "Table | 
     return [conflict_error(m, held[m.key]) for m in spec.family(version) if m.key in held]
 
 
-def plan_gc(network: str, keep: set[tuple[str, str]], table: "Table") -> list[str]:
+def plan_gc(network: str, keep: set[tuple[str, str]], table: Table) -> list[str]:
     net, kept = network_part(network), kept_tags(network, keep)
     jumps: dict[str, list[Rule]] = {}
     for r in table.rules:
@@ -175,8 +177,8 @@ def plan_gc(network: str, keep: set[tuple[str, str]], table: "Table") -> list[st
     return lines
 
 
-def check_problems(owner: Owner, spec: HostPortSpec, version: int, entries: "Table | None",
-                   mine: "Table | None") -> list[str]:
+def check_problems(owner: Owner, spec: HostPortSpec, version: int, entries: Table | None,
+                   mine: Table | None) -> list[str]:
     if entries is None:
         return [f"chain {ENTRY} (IPv{version}) is missing"]
     if mine is None:
@@ -204,53 +206,52 @@ def check_problems(owner: Owner, spec: HostPortSpec, version: int, entries: "Tab
     return problems
 
 
-if False:  # type checking only
-    from cnilib.firewall.iptables import Table
-
-
 class IptablesHostPorts(HostPorts):
-    """The iptables host-port operations, run through ``backend``'s tools."""
+    """Host ports in the nat tables, run through the backend's iptables tools."""
 
-    def __init__(self, backend) -> None:
-        self.b = backend
+    __slots__ = ("ipt",)
+
+    def __init__(self, ipt: Iptables) -> None:
+        self.ipt = ipt
 
     def _batch(self, version: int, lines: list[str]) -> None:
         if lines:
-            self.b.restore(version, nat_batch(lines))
+            self.ipt.restore(version, nat_batch(lines))
 
     def add(self, owner: Owner, spec: HostPortSpec) -> None:
         check_conditions(spec)
         with Lock(LOCK_NAME):
             plans = []
-            for v in self.b.versions(set(spec.versions())):
-                entries = self.b.list_chain(v, ENTRY)
+            for v in self.ipt.versions(set(spec.versions())):
+                entries = self.ipt.list_chain(v, ENTRY)
                 if not spec.family(v):
                     plans.append((v, plan_del(owner, entries)))
                     continue
                 errors = conflicts(owner, spec, v, entries)
                 if errors:
                     raise errors[0]
-                masq = self.b.list_chain(v, MASQ) if spec.snat and not spec.set_mark_chain else None
+                masq = self.ipt.list_chain(v, MASQ) if spec.snat and not spec.set_mark_chain else None
                 plans.append((v, plan_add(owner, spec, v, entries, masq)))
             for v, lines in plans:  # every family checked for conflicts before any change
                 self._batch(v, lines)
 
     def delete(self, owner: Owner, spec: HostPortSpec | None = None) -> None:
         with Lock(LOCK_NAME):
-            for v in self.b.versions(set()):
-                self._batch(v, plan_del(owner, self.b.list_chain(v, ENTRY)))
+            for v in self.ipt.versions(set()):
+                self._batch(v, plan_del(owner, self.ipt.list_chain(v, ENTRY)))
 
     def check(self, owner: Owner, spec: HostPortSpec) -> None:
         problems = []
         for v in spec.versions():
-            problems += check_problems(owner, spec, v, self.b.list_chain(v, ENTRY), self.b.list_chain(v, owner.hostport_chain))
+            problems += check_problems(owner, spec, v, self.ipt.list_chain(v, ENTRY),
+                                       self.ipt.list_chain(v, owner.hostport_chain))
         if problems:
-            raise CNIError(MISSING, f"iptables host ports of {owner.tag}: {'; '.join(problems)}")
+            raise CNIError(NOT_FOUND, f"iptables host ports of {owner.tag}: {'; '.join(problems)}")
 
     def gc(self, network: str, keep: set[tuple[str, str]]) -> None:
         with Lock(LOCK_NAME):
-            for v in self.b.versions(set()):
-                entries = self.b.list_chain(v, ENTRY)
+            for v in self.ipt.versions(set()):
+                entries = self.ipt.list_chain(v, ENTRY)
                 if entries is not None:
                     self._batch(v, plan_gc(network, keep, entries))
 
