@@ -9,6 +9,7 @@ read: a broken config never blocks releasing an attachment.
 from __future__ import annotations
 
 from cnilib import gokeys
+from cnilib.confread import Reader
 from cnilib.errors import INVALID_CONFIG, CNIError, invalid_config
 from cnilib.firewall import DEFAULT_MARK_BIT, PROTOCOLS, HostPortSpec, PortMapping, check_name
 
@@ -58,22 +59,6 @@ class PortMapConf:
         return "iptables" if self.set_mark_chain else None
 
 
-def _bool(data: dict, key: str, default: bool) -> bool:
-    v = data.get(key)
-    if v is None:
-        return default
-    if not isinstance(v, bool):
-        raise invalid_config(key, v, "must be true or false")
-    return v
-
-
-def _port(entry: dict, key: str, i: int) -> int:
-    v = entry.get(key)
-    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535:
-        raise invalid_config(f"runtimeConfig.portMappings[{i}].{key}", v, "must be a port number 1-65535")
-    return v
-
-
 def parse_entries(raw: object) -> list[PortMapEntry]:
     """``runtimeConfig.portMappings``: a list of {hostPort, containerPort, protocol, hostIP}.
     ``protocol`` is tcp, udp or sctp in any case (absent: tcp, as podman and Docker mean);
@@ -89,14 +74,17 @@ def parse_entries(raw: object) -> list[PortMapEntry]:
         where = f"runtimeConfig.portMappings[{i}]"
         if not isinstance(e, dict):
             raise invalid_config(where, e, "must be an object")
-        e = ENTRY.read(e)
-        host_port, container_port = _port(e, "hostPort", i), _port(e, "containerPort", i)
-        proto = e.get("protocol")
+        rd = Reader(e, ENTRY, where)
+        host_port = rd.int("hostPort", 0, 1, 65535, why="must be a port number 1-65535")
+        container_port = rd.int("containerPort", 0, 1, 65535, why="must be a port number 1-65535")
+        if not (host_port and container_port):  # absent
+            rd.bad("hostPort" if not host_port else "containerPort", None, "must be a port number 1-65535")
+        proto = rd.raw("protocol")
         if proto is None or proto == "":
             proto = "tcp"
         if not isinstance(proto, str) or proto.lower() not in PROTOCOLS:
             raise invalid_config(f"{where}.protocol", proto, "must be tcp, udp or sctp")
-        host_ip = e.get("hostIP")
+        host_ip = rd.raw("hostIP")
         ip = None
         if host_ip not in (None, ""):
             try:
@@ -107,65 +95,40 @@ def parse_entries(raw: object) -> list[PortMapEntry]:
     return out
 
 
-def _strings(data: dict, key: str) -> list[str]:
-    v = data.get(key)
-    if v is None:
-        return []
-    if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
-        raise invalid_config(key, v, "must be a list of strings")
-    return list(v)
-
-
 def load(cmd: "CmdArgs", strict: bool = True) -> PortMapConf:
     """The parsed config; code 7 naming the key for any bad value (strict), defaults for
     unreadable keys otherwise."""
-    data, cfg = cmd.conf.read(FIELDS), PortMapConf()
+    rd, cfg = Reader(cmd.conf.data, FIELDS, strict=strict), PortMapConf()
     cfg.name = cmd.conf.name or ""
-    steps = [_load_flags, _load_marks, _load_conditions, _load_backend, _load_entries]
-    for step in steps:
+    cfg.snat = rd.bool("snat", True)
+    cfg.masq_all = rd.bool("masqAll", False)
+    if rd.has("markMasqBit") and rd.has("externalSetMarkChain"):
+        rd.bad("externalSetMarkChain", rd.raw("externalSetMarkChain"), "cannot be set together with markMasqBit")
+    else:
+        cfg.mark_bit = rd.int("markMasqBit", DEFAULT_MARK_BIT, 0, 31)
+        chain = rd.raw("externalSetMarkChain")
+        if chain is not None:
+            if isinstance(chain, str) and chain and len(chain) <= 28 and not any(c in chain for c in ' "\'\\\n\t'):
+                cfg.set_mark_chain = chain
+            else:
+                rd.bad("externalSetMarkChain", chain, "must be an iptables chain name")
+    cfg.conditions = {4: rd.strings("conditionsV4"), 6: rd.strings("conditionsV6")}
+    backend = rd.raw("backend")
+    if backend is not None:
         try:
-            step(cmd, data, cfg)
+            check_name(backend, "backend")
+            if backend == "nftables" and cfg.set_mark_chain:
+                raise CNIError(INVALID_CONFIG, "externalSetMarkChain names an iptables chain: it needs backend iptables")
+            cfg.backend = backend
         except CNIError:
             if strict:
                 raise
+    try:
+        cfg.entries = parse_entries(cmd.conf.runtime("portMappings"))
+    except CNIError:
+        if strict:
+            raise
     return cfg
-
-
-def _load_flags(cmd: "CmdArgs", data: dict, cfg: PortMapConf) -> None:
-    cfg.snat = _bool(data, "snat", True)
-    cfg.masq_all = _bool(data, "masqAll", False)
-
-
-def _load_marks(cmd: "CmdArgs", data: dict, cfg: PortMapConf) -> None:
-    bit, chain = data.get("markMasqBit"), data.get("externalSetMarkChain")
-    if bit is not None and chain is not None:
-        raise CNIError(INVALID_CONFIG, "cannot specify both externalSetMarkChain and markMasqBit")
-    if bit is not None:
-        if isinstance(bit, bool) or not isinstance(bit, int) or not 0 <= bit <= 31:
-            raise invalid_config("markMasqBit", bit, "must be an integer 0-31")
-        cfg.mark_bit = bit
-    if chain is not None:
-        if not isinstance(chain, str) or not chain or len(chain) > 28 or any(c in chain for c in ' "\'\\\n\t'):
-            raise invalid_config("externalSetMarkChain", chain, "must be an iptables chain name")
-        cfg.set_mark_chain = chain
-
-
-def _load_conditions(cmd: "CmdArgs", data: dict, cfg: PortMapConf) -> None:
-    cfg.conditions = {4: _strings(data, "conditionsV4"), 6: _strings(data, "conditionsV6")}
-
-
-def _load_backend(cmd: "CmdArgs", data: dict, cfg: PortMapConf) -> None:
-    b = data.get("backend")
-    if b is None:
-        return
-    check_name(b, "backend")
-    if b == "nftables" and cfg.set_mark_chain:
-        raise CNIError(INVALID_CONFIG, "externalSetMarkChain names an iptables chain: it needs backend iptables")
-    cfg.backend = b
-
-
-def _load_entries(cmd: "CmdArgs", data: dict, cfg: PortMapConf) -> None:
-    cfg.entries = parse_entries(cmd.conf.runtime("portMappings"))
 
 
 def container_addresses(result: "Result", ifname: str) -> "dict[int, Net]":
