@@ -14,9 +14,9 @@ into .cache/cnidriver; cnitool's interface, CAP_ARGS for the capability args, pl
 CNI_CACHE_DIR and CNI_CONTAINERID), which execs the plugins in turn: the times are what a
 runtime embedding libcni waits for (driver start-up included, the same Go binary for every
 implementation). The driver process runs inside a throwaway host network namespace (started
-from a thread parked there, bench.NetnsThread, as bench.py starts plugins), one per
-implementation so one implementation's firewall state never slows another's; pods get
-their own namespaces.
+from a thread parked there, proc.NetnsThread, as the single-plugin scenarios start plugins),
+one per implementation so one implementation's firewall state never slows another's; pods
+get their own namespaces.
 
 * single pod: ADD, CHECK (libcni's cached result as prevResult), DEL of one pod, the
   implementations alternating (order rotated every run); medians of ADD, CHECK, DEL and of
@@ -28,9 +28,10 @@ their own namespaces.
   pod's ADD and DEL, so the shared firewall state exists as on any host that ran a pod.
   Calls that fail are counted and reported, not fatal (unless all of a round fail).
 
-Namespaces are named with the caller's unique prefix and removed by the caller's cleanup
-(bench.py: on exit, error, Ctrl-C and SIGTERM). A measurement, not a test: nothing here
-asserts a time; a failing call raises RuntimeError with the driver's error.
+:func:`chain_rows` and :func:`parallel_rows` give the report's rows. Namespaces are named
+with the caller's unique prefix and removed by the caller's cleanup (``__main__``: on exit,
+error, Ctrl-C and SIGTERM). A measurement, not a test: nothing here asserts a time; a
+failing call raises RuntimeError with the driver's error.
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 
 from conformance import libcni
-from conformance.bench import netns_thread
+from conformance.bench.proc import NETNS_DIR, netns_thread, not_built_for, rotated
 
-NETNS_DIR = "/var/run/netns"
 SUBNET = "10.232.0.0/16"
 HOST_PORT_BASE = 20000
 BRIDGE = "cnibc0"
@@ -83,13 +84,16 @@ class ChainImpl:
         self.pods: set[int] = set()
 
     def missing(self) -> list[str]:
+        """The chain's plugins that are not executable in ``bin_dir``."""
         return [p for p in CHAIN_PLUGINS if not os.access(os.path.join(self.bin_dir, p), os.X_OK)]
 
     def start(self) -> None:
+        """Make the host namespace (loopback up)."""
         subprocess.run(["ip", "netns", "add", self.host_ns], check=True)
         subprocess.run(["ip", "-n", self.host_ns, "link", "set", "lo", "up"], check=True)
 
     def pod_path(self, i: int) -> str:
+        """The path of pod ``i``'s container namespace."""
         return os.path.join(NETNS_DIR, f"{self.host_ns}-p{i}")
 
     def ensure_pod(self, i: int) -> None:
@@ -100,7 +104,7 @@ class ChainImpl:
 
     def spawn(self, verb: str, i: int) -> subprocess.Popen:
         """Start one driver run (``add``, ``check`` or ``del``) for pod ``i``, in the host
-        namespace (started from a thread parked there: see bench.NetnsThread)."""
+        namespace (started from a thread parked there: see proc.NetnsThread)."""
         env = {"PATH": libcni.PLAIN_PATH, "NETCONFPATH": self.conf_dir, "CNI_PATH": self.bin_dir,
                "CNI_CACHE_DIR": self.cache_dir, "CNI_CONTAINERID": f"bench-chain-{i}", "CNI_IFNAME": "eth0",
                "CAP_ARGS": json.dumps({"portMappings": [
@@ -161,11 +165,6 @@ def error_text(out: bytes, err: bytes) -> str:
     return (out or err).decode(errors="replace").strip()
 
 
-def _rotations(impls: list, i: int) -> list:
-    k = i % len(impls)
-    return impls[k:] + impls[:k]
-
-
 def _ms(xs: list[float]) -> float:
     return statistics.median(xs) * 1000
 
@@ -180,7 +179,7 @@ def measure_single(impls: list[ChainImpl], runs: int, warmup: int = 2, progress=
     for im in impls:
         im.ensure_pod(0)
     for r in range(warmup + runs):
-        for im in _rotations(impls, r):
+        for im in rotated(impls, r):
             a, _ = im.call("add", 0)
             c, why = im.call("check", 0, KNOWN_CHECK_FAILURES)
             if why:
@@ -219,7 +218,7 @@ def measure_parallel(impls: list[ChainImpl], pods: int, runs: int, running: list
         im.call("add", 0)
         im.call("del", 0)
     for r in range(warmup + runs):
-        for im in _rotations(impls, r):
+        for im in rotated(impls, r):
             a, ea = im.parallel("add", range(pods), running)
             d, ed = im.parallel("del", range(pods), running)
             if r >= warmup:
@@ -238,3 +237,58 @@ def measure_parallel(impls: list[ChainImpl], pods: int, runs: int, running: list
                     failed={op: f"{len(e)} of {total} parallel {op.upper()}s failed ({k}; first: {e[0]})"
                             for op, e in errors[k].items() if e})
             for k, t in times.items()}
+
+
+def start_impls(impls: list[tuple[str, str]], ns_prefix: str, tmp: str, unbuilt: set,
+                backend: str | None) -> tuple[list[ChainImpl], dict[str, list[str]]]:
+    """The ChainImpls (started) of the implementations that have the chain's plugins, and
+    {label: missing plugins} of the others (every plugin for the ``unbuilt`` labels);
+    raises DriverBuildError without the driver."""
+    nb = not_built_for(impls, CHAIN_PLUGINS, unbuilt)
+    driver = libcni.build()
+    ims = [ChainImpl(l, d, ns_prefix, tmp, driver, backend) for l, d in impls if l not in nb]
+    for im in ims:
+        im.start()
+    return ims, nb
+
+
+def chain_rows(impls: list[tuple[str, str]], runs: int, ns_prefix: str, tmp: str, unbuilt: set,
+               backend: str | None, progress: Callable[[str], None]) -> list[dict]:
+    """The report's rows of chain ADD, CHECK, DEL and ADD+DEL of one pod through libcni,
+    ``runs`` times for each of ``impls`` ((label, bin_dir)); ADD+DEL carries the target."""
+    ims, nb = start_impls(impls, ns_prefix, tmp, unbuilt, backend)
+    if not ims:
+        return []
+    labels = [l for l, _ in impls]
+    progress(f"chain single pod through libcni, {runs} runs ...")
+    res = measure_single(ims, runs, progress=progress)
+    targets = [{"what": f"{'bin' if l == 'ours-bin' else l}/ref", "num": l, "den": "ref",
+                "limit": TARGET_CHAIN_VS_REF} for l in ("ours", "ours-bin") if l in labels]
+    rows = []
+    for op, name in (("add", "ADD"), ("check", "CHECK"), ("del", "DEL"), ("add_del", "ADD+DEL")):
+        rows.append({"key": "chain", "scenario": f"chain {name}, 1 pod (libcni)", "unit": "ms", "runs": runs,
+                     "not_built": nb, "values": {l: r[op] for l, r in res.items()},
+                     "samples_ms": {l: r["samples"][op] for l, r in res.items()},
+                     "failed": {l: r["failed"][op] for l, r in res.items() if op in r["failed"]},
+                     "targets": targets if op == "add_del" else []})
+    return rows
+
+
+def parallel_rows(impls: list[tuple[str, str]], pods: int, runs: int, ns_prefix: str, tmp: str, unbuilt: set,
+                  backend: str | None, running: list, progress: Callable[[str], None]) -> list[dict]:
+    """The report's rows of ``pods`` parallel chain ADDs, then ``pods`` DELs, through libcni,
+    ``runs`` times for each of ``impls``; driver processes are listed in ``running`` while
+    they run."""
+    ims, nb = start_impls(impls, ns_prefix, tmp, unbuilt, backend)
+    if not ims:
+        return []
+    progress(f"{pods} parallel chain ADDs, then DELs, through libcni, {runs} runs ...")
+    res = measure_parallel(ims, pods, runs, running, progress=progress)
+    rows = []
+    for op, name in (("add", "ADDs"), ("del", "DELs")):
+        rows.append({"key": "parallel", "scenario": f"{pods} parallel chain {name}, one bridge (libcni)",
+                     "unit": "ms", "runs": runs, "not_built": nb,
+                     "values": {l: r[op] for l, r in res.items()},
+                     "samples_ms": {l: r["samples"][op] for l, r in res.items()},
+                     "failed": {l: r["failed"][op] for l, r in res.items() if op in r["failed"]}, "targets": []})
+    return rows

@@ -1,0 +1,146 @@
+"""Single-plugin scenarios of the benchmark: plugin processes run directly, no runtime.
+
+* host-local ADD+DEL: one dual-stack attachment, each implementation with its own store
+  that already holds 20 leases (as on a host with a few pods);
+* loopback ADD+DEL, in a throwaway namespace;
+* bridge+host-local ADD+DEL with ipMasq: bridge execs host-local itself.
+
+host-local and bridge are started in a throwaway host namespace of their own, from a
+thread parked there (:class:`~conformance.bench.proc.NetnsThread`); loopback touches only
+the throwaway namespace it is given as CNI_NETNS. The namespaces are named with the
+caller's prefix; the scenario's ``teardown`` (and the caller's cleanup) removes them.
+:func:`measure` runs one scenario for every implementation in turn, the order rotated
+every run, and gives its row of the report: medians and peak RSS.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable
+
+from conformance.bench.proc import NETNS_DIR, RssMeter, Sample, exec_plugin, release_netns_threads, rotated
+
+# IPAM plugins never enter the namespace, but ADD requires CNI_NETNS to be set.
+NETNS_PLACEHOLDER = os.path.join(NETNS_DIR, "bench-unused")
+
+
+class Scenario:
+    """One measured operation: ``run(bin_dir, sample, rss)`` does it once; ``key`` is its
+    name for ``--only``."""
+
+    def __init__(self, name: str, plugins: list[str], run: Callable[[str, Sample, RssMeter | None], None],
+                 setup: Callable[[], None] = lambda: None, teardown: Callable[[], None] = lambda: None,
+                 key: str = "") -> None:
+        self.key = key or plugins[0]
+        self.name = name
+        self.plugins = plugins
+        self.run = run
+        self.setup = setup
+        self.teardown = teardown
+
+
+def host_local_scenario(tmp: str, prefix: str = "") -> Scenario:
+    """host-local ADD then DEL of one attachment (dual stack), each implementation with its
+    own store that already holds 20 leases, as on a host with a few pods. With ``prefix``,
+    the plugin runs in a throwaway host namespace (``prefix``hl) like the others, although
+    it touches no network state."""
+    confs: dict[str, dict] = {}
+    ns = f"{prefix}hl" if prefix else ""
+    host = {"host_netns": os.path.join(NETNS_DIR, ns), "ns_thread": True} if ns else {}
+
+    def run(bin_dir: str, s: Sample, rss: RssMeter | None) -> None:
+        b = os.path.join(bin_dir, "host-local")
+        if bin_dir not in confs:
+            confs[bin_dir] = c = {
+                "cniVersion": "1.0.0", "name": "bench-hl", "type": "host-local",
+                "ipam": {"type": "host-local", "dataDir": tempfile.mkdtemp(prefix="store-", dir=tmp),
+                         "ranges": [[{"subnet": "10.77.0.0/16"}], [{"subnet": "fd00:77::/64"}]],
+                         "routes": [{"dst": "0.0.0.0/0"}]}}
+            for i in range(20):  # pre-existing leases
+                exec_plugin(b, "ADD", c, Sample(), None, CNI_CONTAINERID=f"pod{i}", CNI_NETNS=NETNS_PLACEHOLDER,
+                            **host)
+        exec_plugin(b, "ADD", confs[bin_dir], s, rss, CNI_NETNS=NETNS_PLACEHOLDER, **host)
+        exec_plugin(b, "DEL", confs[bin_dir], s, rss, CNI_NETNS=NETNS_PLACEHOLDER, **host)
+
+    return Scenario("host-local ADD+DEL (dual stack, 20 leases in the store)", ["host-local"], run, key="host-local",
+                    setup=lambda: ns and subprocess.run(["ip", "netns", "add", ns], check=True),
+                    teardown=lambda: ns and (release_netns_threads(os.path.join(NETNS_DIR, ns)),
+                                             subprocess.run(["ip", "netns", "delete", ns], check=False)))
+
+
+def bridge_scenario(tmp: str, prefix: str = "", backend: str | None = None) -> Scenario:
+    """bridge + host-local ADD then DEL with ipMasq (``backend``, default each implementation's
+    own), plugins running in a throwaway host namespace (named ``prefix``... when given)."""
+    tag = uuid.uuid4().hex[:6]
+    host, ctr = (f"{prefix}bh", f"{prefix}bc") if prefix else (f"bench-h-{tag}", f"bench-c-{tag}")
+    host_path, ctr_path = os.path.join(NETNS_DIR, host), os.path.join(NETNS_DIR, ctr)
+    confs: dict[str, dict] = {}
+
+    def run(bin_dir: str, s: Sample, rss: RssMeter | None) -> None:
+        b = os.path.join(bin_dir, "bridge")
+        if bin_dir not in confs:
+            n = len(confs)  # its own bridge and subnet per implementation
+            confs[bin_dir] = {"cniVersion": "1.0.0", "name": f"bench-br{n}", "type": "bridge", "bridge": f"bbr{n}{tag}",
+                              "isGateway": True, "ipMasq": True,
+                              "ipam": {"type": "host-local", "subnet": f"10.124.{n}.0/24",
+                                       "dataDir": tempfile.mkdtemp(prefix="store-", dir=tmp)}}
+            if backend:  # the reference 1.1.1 ignores it
+                confs[bin_dir]["ipMasqBackend"] = backend
+        for verb in ("ADD", "DEL"):
+            exec_plugin(b, verb, confs[bin_dir], s, rss, host_netns=host_path, ns_thread=True, CNI_NETNS=ctr_path)
+
+    def setup() -> None:
+        for n in (host, ctr):
+            subprocess.run(["ip", "netns", "add", n], check=True)
+
+    def teardown() -> None:
+        release_netns_threads(host_path)
+        for n in (ctr, host):
+            subprocess.run(["ip", "netns", "delete", n], check=False)
+
+    return Scenario("bridge+host-local ipMasq ADD+DEL", ["bridge", "host-local"], run, setup, teardown, key="bridge")
+
+
+def loopback_scenario(prefix: str = "") -> Scenario:
+    """loopback ADD then DEL in a throwaway namespace (named ``prefix``lo when given)."""
+    ns = f"{prefix}lo" if prefix else f"bench-{uuid.uuid4().hex[:8]}"
+    path = os.path.join(NETNS_DIR, ns)
+    conf = {"cniVersion": "1.0.0", "name": "bench-lo", "type": "loopback"}
+
+    def run(bin_dir: str, s: Sample, rss: RssMeter | None) -> None:
+        b = os.path.join(bin_dir, "loopback")
+        exec_plugin(b, "ADD", conf, s, rss, CNI_NETNS=path, CNI_IFNAME="lo")
+        exec_plugin(b, "DEL", conf, s, rss, CNI_NETNS=path, CNI_IFNAME="lo")
+
+    return Scenario("loopback ADD+DEL", ["loopback"], run, key="loopback",
+                    setup=lambda: subprocess.run(["ip", "netns", "add", ns], check=True),
+                    teardown=lambda: subprocess.run(["ip", "netns", "delete", ns], check=False))
+
+
+def measure(sc: Scenario, impls: list[tuple[str, str]], runs: int, meter: RssMeter, warmup: int = 3) -> dict:
+    """Run ``sc`` for every (label, bin_dir) of ``impls`` in turn, ``runs`` times (after
+    ``warmup`` each), then a few runs for peak RSS (measured separately: the wrapper would
+    add to the times); return the row: medians in ms and peak RSS per label."""
+    times: dict[str, list[float]] = {label: [] for label, _ in impls}
+    rss = {label: 0 for label, _ in impls}
+    sc.setup()
+    try:
+        for i in range(warmup + runs):
+            for label, d in rotated(impls, i):
+                s = Sample()
+                sc.run(d, s, None)
+                if i >= warmup:
+                    times[label].append(s.seconds)
+        for i in range(3):
+            for label, d in rotated(impls, i):
+                s = Sample()
+                sc.run(d, s, meter)
+                rss[label] = max(rss[label], s.max_rss_kib)
+    finally:
+        sc.teardown()
+    return {"key": sc.key, "scenario": sc.name, "unit": "ms", "runs": runs,
+            "values": {k: statistics.median(v) * 1000 for k, v in times.items()}, "rss_kib": rss}
