@@ -21,6 +21,15 @@ _ARGS = ("the reference fails on CNI_ARGS keys it does not use (K8S_POD_*) unles
          "IgnoreUnknown=1, although CNI_ARGS is shared by every plugin of a chain "
          "(reference-plugins.md, Common)")
 
+_NOT_NETNS = ("the reference answers at once for a CNI_NETNS that is no namespace (it checks the file "
+              "system type before opening: 'unknown FS magic'), but with code 999, not 8 (checklist A7/B10)")
+
+_SELF_DELEGATION = (
+    "the reference bridge with \"ipam\": {\"type\": \"bridge\"} execs itself without end on CHECK and DEL "
+    "(its IPAM call comes first): a fork bomb, observed at 1,100 processes in 3 s until the machine ran out "
+    "of memory; under the harness's limit of 32 tasks it dies of failed thread creations instead. ADD "
+    "fails in the nested call ('eth0 already exists', code 999) and leaves the veth pair (issue 12)")
+
 # (implementation, plugin type or "*", check id) -> reason
 DEVIATIONS: dict[tuple[str, str, str], str] = {
     (REFERENCE, "*", "C13-version-1.1.0"): _PRE_1_1,
@@ -50,6 +59,24 @@ DEVIATIONS: dict[tuple[str, str, str], str] = {
     (REFERENCE, "host-local", "D21-failed-add-no-trace"): (
         "the reference host-local advances last_reserved_ip on a failed ADD "
         "(reference-plugins.md, host-local gaps)"),
+    # Hostile input (issue 12, conformance/checks/test_hostile.py)
+    (REFERENCE, "loopback", "A7-netns-special-file-code"): _NOT_NETNS,
+    (REFERENCE, "bridge", "A7-netns-special-file-code"): _NOT_NETNS,
+    (REFERENCE, "bridge", "A4-ifname-template"): (
+        "the reference bridge hands CNI_IFNAME to the kernel unchecked: 'eth%d' becomes eth0 in the "
+        "container, then ADD fails ('failed to make veth pair: Link not found') and leaves eth0 and its "
+        "host-side veth; DEL with 'eth%d' finds nothing to delete (issue 12; checklist A4/D21)"),
+    (REFERENCE, "bridge", "A4-ifname-template-code"): (
+        "the reference bridge answers CNI_IFNAME 'eth%d' with code 999 after the kernel made eth0 "
+        "(see A4-ifname-template; checklist B10)"),
+    (REFERENCE, "bridge", "K-ifname-template-key"): (
+        "the reference bridge creates the bridge its 'bridge' key names unchecked: 'cni%d' ('br%d') "
+        "becomes cni0 (br0), which stays after ADD fails ('could not lookup', code 999) (issue 12, observed)"),
+    (REFERENCE, "bridge", "K-ifname-template-key-code"): (
+        "the reference bridge answers a '%' template in 'bridge' with code 999 after the kernel made the "
+        "link (see K-ifname-template-key; checklist B10)"),
+    (REFERENCE, "bridge", "J-self-delegation"): _SELF_DELEGATION,
+    (REFERENCE, "bridge", "J-self-delegation-code"): _SELF_DELEGATION,
 }
 
 

@@ -11,6 +11,11 @@ Named namespaces are not compared: plugins run under ``ip netns exec``, whose pr
 (slave) mount namespace keeps any netns a plugin bind-mounts from showing up outside, so
 a difference there could only come from other processes on the machine. The world's own
 namespaces are deleted with it, whatever they hold.
+
+``settle`` is the verdict after a check: it waits only for what the kernel tears down
+asynchronously (a deleted namespace goes in a workqueue, and with it the peers of its
+veths, in the world's namespaces, and their addresses and routes) and stops as soon as
+the state is clean, or leaked but stable with nothing left to tear down.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+from collections.abc import Callable, Iterable
 
 if False:  # type checking only
     from conformance.world import World
@@ -88,19 +95,20 @@ def _not_lease(name: str) -> bool:
     return name == "lock" or name.startswith("last_reserved_ip")
 
 
-def snapshot(w: "World") -> dict:
-    """Everything the leak checker compares."""
-    return {
-        "host links": _links(w.host),
-        "host addresses": _addrs(w.host),
-        "host routes": _routes(w.host),
-        "host firewall": _firewall(w.host),
-        "container links": _links(w.ctr),
-        "container addresses": _addrs(w.ctr),
-        "machine links": _links(None),
-        "IPAM leases": _files(w.sandbox.data_dir, _not_lease),
-        "libcni cache": _files(w.cache_dir),
+def snapshot(w: "World", keys: Iterable[str] | None = None) -> dict:
+    """Everything the leak checker compares (only ``keys`` of it, if given)."""
+    take: dict[str, Callable[[], object]] = {
+        "host links": lambda: _links(w.host),
+        "host addresses": lambda: _addrs(w.host),
+        "host routes": lambda: _routes(w.host),
+        "host firewall": lambda: _firewall(w.host),
+        "container links": lambda: _links(w.ctr),
+        "container addresses": lambda: _addrs(w.ctr),
+        "machine links": lambda: _links(None),
+        "IPAM leases": lambda: _files(w.sandbox.data_dir, _not_lease),
+        "libcni cache": lambda: _files(w.cache_dir),
     }
+    return {k: f() for k, f in take.items() if keys is None or k in keys}
 
 
 def markers(w: "World") -> list[str]:
@@ -113,14 +121,15 @@ def markers(w: "World") -> list[str]:
 
 def diff(before: dict, after: dict, allowed_links: set[str] = frozenset(),
          firewall_markers: list[str] | None = None) -> list[str]:
-    """Human-readable leaks: what is in ``after`` and not in ``before``.
+    """Human-readable leaks: what is in ``after`` and not in ``before`` (over the keys
+    ``after`` has: it may be a partial snapshot).
 
     Firewall: with ``firewall_markers``, only new rules mentioning one of them count
     (shared scaffolding such as an empty CNI-HOSTPORT-DNAT chain that every attachment
     uses may stay, as a bridge may); without, any change counts."""
     leaks = []
-    for k, b in before.items():
-        a = after[k]
+    for k, a in after.items():
+        b = before[k]
         if isinstance(a, set):
             new = a - b
             if k == "host links":
@@ -141,3 +150,48 @@ def diff(before: dict, after: dict, allowed_links: set[str] = frozenset(),
                             continue
                     leaks.append(f"{k} ({sub}) changed: {'; '.join(sorted(extra))[:1500] or 'rules removed'}")
     return leaks
+
+
+def _dying_peers(ns: str) -> set[str]:
+    """Links in ``ns`` whose peer (a veth's other end) is in a namespace that no longer
+    has a name: one being deleted, which takes the link with it, asynchronously."""
+    named = {e.get("nsid") for e in _ipj(ns, "netns", "list-id") if e.get("name")}
+    # A peer in another namespace shows as link_index (+ link_netnsid, which the kernel
+    # leaves out once that namespace is dying); a peer in the same one as "link".
+    return {l["ifname"] for l in _ipj(ns, "link", "show") if "link_index" in l and l.get("link_netnsid") not in named}
+
+
+def settle(w: "World", before: dict, allowed_links: set[str] = frozenset(), *, timeout: float = 5.0) -> list[str]:
+    """The leaks of world ``w`` against ``before`` (see ``diff``), once the state settled.
+
+    Clean: returns at the first snapshot. Leaked: looks again, shortly after, at what
+    leaked; when it leaks the same and none of the leaked links is going away with a
+    deleted namespace, that is the verdict, at once. Only while the kernel still tears
+    something down does it keep looking, up to ``timeout`` seconds."""
+    marks = markers(w)
+    first = snapshot(w)
+    leaks = diff(before, first, allowed_links, marks)
+    # Only the parts that leaked are looked at again: the plugin has exited, so nothing
+    # clean can become dirty; what leaked can only go away.
+    watch = [k for k in first if diff(before, {k: first[k]}, allowed_links, marks)]
+    deadline = time.monotonic() + timeout
+    pause = 0.02
+    while leaks and time.monotonic() < deadline:
+        time.sleep(pause)
+        pause = min(pause * 2, 0.4)
+        again = diff(before, snapshot(w, watch), allowed_links, marks)
+        if not again:
+            return []
+        if again == leaks and not _pending(w, before, watch):
+            return again
+        leaks = again
+    return leaks
+
+
+def _pending(w: "World", before: dict, watch: list[str]) -> bool:
+    """Whether a leaked link of the world's namespaces is still to be torn down by the
+    kernel (its peer's namespace is being deleted)."""
+    for key, ns in (("host links", w.host), ("container links", w.ctr)):
+        if key in watch and _dying_peers(ns) - before[key]:
+            return True
+    return False

@@ -132,13 +132,8 @@ def world(request: pytest.FixtureRequest, plugin: PluginUnderTest):
         rep = getattr(request.node, "rep_call", None)
         if rep is not None and rep.passed:
             allowed = plugin.profile.residue_links(w.sandbox) if plugin.profile else set()
-            leaks = leak.diff(before, w.snapshot(), allowed, leak.markers(w))
-            # The kernel tears down a deleted namespace's veth peers asynchronously; give
-            # it up to 3 s before calling what is left a leak.
-            deadline = time.monotonic() + 3
-            while leaks and time.monotonic() < deadline:
-                time.sleep(0.2)
-                leaks = leak.diff(before, w.snapshot(), allowed, leak.markers(w))
+            # Waits only while the kernel still tears down a deleted namespace's links.
+            leaks = leak.settle(w, before, allowed)
             if leaks:
                 pytest.fail(f"leak: {plugin.type} left behind: " + " | ".join(leaks), pytrace=False)
     finally:

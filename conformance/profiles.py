@@ -47,6 +47,9 @@ class Profile:
     residue_links: Callable[[Sandbox], set[str]] = field(default=lambda sb: set())
     # Whether the plugin needs a real namespace in CNI_NETNS on ADD/CHECK.
     needs_netns: bool = True
+    # Config keys whose value names an interface the plugin creates or uses (the kernel
+    # expands a '%' in such a name as a template: "br%d" becomes br0).
+    interface_keys: tuple[str, ...] = ()
     # CNI_IFNAME to use (loopback works on lo).
     ifname: str = "eth0"
     # Undo part of an attachment behind the plugin's back, so CHECK must notice
@@ -97,9 +100,10 @@ PROFILES: dict[str, Profile] = {
     "bridge": Profile("bridge", INTERFACE,
                       lambda sb: {"type": "bridge", "bridge": sb.bridge, "isGateway": True,
                                   "ipam": host_local_ipam(sb)},
-                      residue_links=lambda sb: {sb.bridge}, sabotage=_drop_interface),
+                      residue_links=lambda sb: {sb.bridge}, sabotage=_drop_interface, interface_keys=("bridge",)),
     "portmap": Profile("portmap", CHAINED,
-                       lambda sb: {"type": "portmap", "capabilities": {"portMappings": True}}),
+                       lambda sb: {"type": "portmap", "capabilities": {"portMappings": True}},
+                       needs_netns=False),
 }
 
 

@@ -17,7 +17,7 @@ import pytest
 from conformance.recase import VARIANTS as RECASINGS
 from conformance.recase import recase  # the harness's own rules: Go maps' keys keep their case
 from tests.helpers import OUR_BIN, Netns, ip_json, run_plugin, sh
-from tests.test_bridge_common import BRIDGE, Host
+from tests.test_bridge_common import Host
 from tests.test_host_local_common import hl, leases, make_conf
 
 # containerd 1.6.20's CRI (go-cni), as recorded at the plugin: every capability argument

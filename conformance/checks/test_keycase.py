@@ -23,7 +23,6 @@ import difflib
 import json
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -128,13 +127,7 @@ def _fresh(world: World) -> None:
 
 def _leaks(world: World, plugin, before: dict) -> list[str]:
     """What DEL left behind (the fixture's leak check, per run)."""
-    allowed = plugin.profile.residue_links(world.sandbox)
-    found = leak.diff(before, world.snapshot(), allowed, leak.markers(world))
-    deadline = time.monotonic() + 3  # veth peers of a deleted link go asynchronously
-    while found and time.monotonic() < deadline:
-        time.sleep(0.2)
-        found = leak.diff(before, world.snapshot(), allowed, leak.markers(world))
-    return found
+    return leak.settle(world, before, plugin.profile.residue_links(world.sandbox))
 
 
 @dataclass
