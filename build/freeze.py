@@ -7,31 +7,21 @@ Layout (measured, see README "Binaries"): one multi-call executable in a PyInsta
     OUT_DIR/cni-py/_internal/...    extension modules, their libraries, modules as .pyc files
     OUT_DIR/bridge -> cni-py/cnipy  (host-local, loopback, portmap likewise)
 
-Why this layout: ``--onefile`` unpacks the whole bundle to a temporary directory on every
-call (~300 ms here); one onedir bundle per plugin would quadruple the size for nothing.
-Why ``noarchive`` (modules as .pyc files, not in the PYZ archive) and the excluded modules:
-PyInstaller's runtime hooks for ``inspect``, ``pkgutil`` and ``multiprocessing`` import
-those modules (and ``zipfile``, ``ast``, ...) at every start, ~60 ms together; none of
-our plugins needs them. The symlinks resolve to the bundle through /proc/self/exe, so
-libcni's exec of ``/opt/cni/bin/bridge`` finds ``_internal`` wherever the directory is
-installed; copying a symlink alone is not enough: copy the directory and the links
-(``cp -a``, or ``make install``).
-
-Start-up cost (measured, VERSION call, median of 80 alternating runs): the stock onedir
-binary took ~9 ms more per process than ``python3.11 -IS`` running the same code (1.6x):
-~5.5 ms PyInstaller's Python bootstrap (imports os, unpacks pyimod01..03, lists
-_internal), ~1.5 ms the bootloader re-executing itself to apply LD_LIBRARY_PATH (onedir
-on Linux always does), ~2.5 ms dlopen() with RTLD_NOW of the -fPIC libpython3.11.so, which
-also runs Python code 10-20% slower than Debian's statically linked /usr/bin/python3.11.
-So the bootloader is built here from PyInstaller's own sources (the installed version's
-sdist, hash-checked), with two patches (BOOTLOADER_PATCHES): no restart (the bundled
-libraries are found through DT_RPATH $ORIGIN/_internal, and LD_LIBRARY_PATH no longer
-leaks into the plugins' child processes such as nft), and libpython linked in from
-Debian's libpython3.11.a, the build /usr/bin/python3.11 uses (exported with
---export-dynamic for the extension modules); build/pyi_bootstrap.py replaces the Python
-bootstrap. Result: ~1.0x of source per call. The executable loads nothing but glibc
-(expat and zlib are linked in too): no Python on the machine. Build needs: gcc,
-libc6-dev, libpython3.11-dev, libexpat1-dev, zlib1g-dev (build/setup.sh).
+Why this layout, and the start-up figures behind each choice: README "Binaries". In
+short: no ``--onefile`` (it unpacks the bundle on every call); ``noarchive`` and the
+EXCLUDES below (PyInstaller's runtime hooks for them run at every start, and no plugin
+needs them); our own bootloader build from PyInstaller's sources (the installed version's
+sdist, hash-checked) with two patches (BOOTLOADER_PATCHES): no restart (the bundled
+libraries are found through DT_RPATH $ORIGIN/_internal, and LD_LIBRARY_PATH never leaks
+into the plugins' child processes such as nft), and libpython linked in from Debian's
+libpython3.11.a (exported with --export-dynamic for the extension modules);
+build/pyi_bootstrap.py replaces PyInstaller's Python bootstrap. The executable loads
+nothing but glibc (expat and zlib are linked in too): no Python on the machine. The
+symlinks resolve to the bundle through /proc/self/exe, so a link copied alone does not
+run: copy the directory and the links (``cp -a``, or ``make install``). The multi-call
+name table comes from the plugin registry (plugins/__init__.py) through
+``write_entry_point``. Build needs: gcc, libc6-dev, libpython3.11-dev, libexpat1-dev,
+zlib1g-dev (build/setup.sh).
 """
 
 from __future__ import annotations

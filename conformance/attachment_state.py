@@ -36,7 +36,8 @@ import os
 import re
 import shutil
 
-from conformance.world import World, sh
+from conformance.proc import sh
+from conformance.world import World
 
 # Every command must succeed (sh raises otherwise): a capture that silently came back empty
 # would show up as a difference between two runs that is not the plugin's.

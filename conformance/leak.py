@@ -26,13 +26,14 @@ import shutil
 import time
 from collections.abc import Callable, Iterable
 
-if False:  # type checking only
+from conformance.proc import sh
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     from conformance.world import World
 
 
 def _ipj(ns: str | None, *argv: str) -> list:
-    from conformance.world import sh
-
     out = sh("ip", "-j", *argv, ns=ns, check=False)
     try:
         return json.loads(out) if out.strip() else []
@@ -67,8 +68,6 @@ def _routes(ns: str | None) -> set[str]:
 
 
 def _firewall(ns: str) -> dict[str, str]:
-    from conformance.world import sh
-
     out = {}
     if shutil.which("nft"):
         out["nftables"] = sh("nft", "list", "ruleset", ns=ns, check=False)

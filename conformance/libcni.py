@@ -182,7 +182,7 @@ class LibCNI:
         if self.in_netns:
             cmd = ["ip", "netns", "exec", self.in_netns] + cmd
         p = subprocess.run(cmd, env=base, capture_output=True, timeout=self.timeout)
-        from conformance.world import parse_doc
+        from conformance.proc import parse_doc
 
         return DriverOutcome(p.returncode, p.stdout, p.stderr, parse_doc(p.stdout))
 

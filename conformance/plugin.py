@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pytest
 
 from conformance import deviations
-from conformance.profiles import Profile, profile_for
+from conformance.profiles import Profile, profile_for, registry_kind
 from conformance.world import World
 
 check = pytest.mark.check
@@ -40,7 +40,7 @@ class PluginUnderTest:
 
     @property
     def kind(self) -> str:
-        return self.profile.kind if self.profile else "unknown"
+        return self.profile.kind if self.profile else registry_kind(self.type) or "unknown"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,7 +57,8 @@ def _selected(config: pytest.Config) -> list[PluginUnderTest]:
     cni_path = os.path.abspath(config.getoption("--cni-path"))
     wanted = [p for p in config.getoption("--cni-plugins").split(",") if p]
     if not wanted:
-        wanted = sorted(t for t in os.listdir(cni_path) if profile_for(t) and os.access(os.path.join(cni_path, t), os.X_OK))
+        wanted = sorted(t for t in os.listdir(cni_path)
+                        if (profile_for(t) or registry_kind(t)) and os.access(os.path.join(cni_path, t), os.X_OK))
     impl = config.getoption("--cni-implementation") or (
         deviations.REFERENCE if os.path.realpath(cni_path) == "/usr/lib/cni" else "under-test")
     ref_dir = config.getoption("--cni-reference")

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from conformance.proc import sh
+
 IPAM = "ipam"
 INTERFACE = "interface"
 LOOPBACK = "loopback"
@@ -82,14 +84,10 @@ def _drop_leases(world, cid: str, ifname: str) -> None:
 
 
 def _lo_down(world, cid: str, ifname: str) -> None:
-    from conformance.world import sh
-
     sh("ip", "link", "set", "lo", "down", ns=world.ctr)
 
 
 def _drop_interface(world, cid: str, ifname: str) -> None:
-    from conformance.world import sh
-
     sh("ip", "link", "delete", ifname, ns=world.ctr)
 
 
@@ -110,3 +108,15 @@ PROFILES: dict[str, Profile] = {
 def profile_for(plugin_type: str) -> Profile | None:
     """The profile of a plugin type, or None for a type the harness does not know."""
     return PROFILES.get(plugin_type)
+
+
+def registry_kind(plugin_type: str) -> str | None:
+    """The kind this suite's own plugin of that type declares (plugins/__init__.py, the
+    registry: a plugin folder added there is known to the harness at once), or None."""
+    try:
+        import plugins
+    except ImportError:  # the harness installed without the plugins
+        return None
+    if plugin_type not in plugins.names():
+        return None
+    return plugins.load(plugin_type).kind

@@ -22,7 +22,7 @@ NS_TAG = os.environ.setdefault("CNIPY_NS_TAG", uuid.uuid4().hex[:6])
 
 
 # One plugin invocation's outcome: the harness's own type (rc, stdout, stderr, doc, .ok, .code).
-from conformance.world import Outcome, parse_doc, stdin_bytes  # noqa: E402
+from conformance.proc import Outcome, parse_doc, stdin_bytes  # noqa: E402
 
 
 def run_plugin(binary: str, command: str, conf: dict | bytes | str | None = None, *,

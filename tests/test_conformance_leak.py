@@ -12,7 +12,8 @@ import pytest
 
 from conformance import leak
 from conformance.profiles import profile_for
-from conformance.world import World, sh
+from conformance.proc import sh
+from conformance.world import World
 from tests.helpers import SRC_BIN
 
 

@@ -137,7 +137,7 @@ def _in_private_mount_ns(host: Host, mount_opts: str, conf: dict, ctr) -> object
               f"exec ip netns exec {host.name} {os.path.join(OUR_BIN, 'bridge')}")
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1",
            "CNI_NETNS": ctr.path, "CNI_IFNAME": "eth0", "CNI_ARGS": "", "CNI_PATH": OUR_BIN}
-    from conformance.world import Outcome, parse_doc, stdin_bytes
+    from conformance.proc import Outcome, parse_doc, stdin_bytes
 
     p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                        input=stdin_bytes(conf), env=env, capture_output=True, timeout=TIMEOUT)

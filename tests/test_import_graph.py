@@ -244,6 +244,38 @@ def test_cnilib_imports_neither_plugins_nor_the_harness(cnilib_modules):
     assert not found, "cnilib must not depend on what is built on it:\n" + "\n".join(found)
 
 
+TREE = ["cnilib", "plugins", "conformance", "build"]
+
+
+@pytest.fixture(scope="module")
+def tree_modules() -> dict[str, Module]:
+    return build_graph(ROOT, TREE)
+
+
+def test_no_import_cycle_anywhere(tree_modules):
+    """No two project modules (cnilib, plugins, conformance, build) import each other,
+    directly or through a chain."""
+    graph = edges(tree_modules)
+    found = [describe(tree_modules, graph, c) for c in cycles(graph)]
+    assert not found, "import cycles:\n" + "\n".join(found)
+
+
+def test_no_plugin_imports_another(tree_modules):
+    """A plugin is one folder: it may use cnilib, never another plugin (nor the harness)."""
+    found = []
+    for name, mod in tree_modules.items():
+        parts = name.split(".")
+        if parts[0] != "plugins" or len(parts) < 2:
+            continue
+        own = f"plugins.{parts[1]}"
+        for target, line in mod.imports:
+            if target == "conformance" or target.startswith("conformance."):
+                found.append(f"{os.path.relpath(mod.path, ROOT)}:{line} imports {target}")
+            elif target.startswith("plugins.") and not (target == own or target.startswith(own + ".")):
+                found.append(f"{os.path.relpath(mod.path, ROOT)}:{line} imports {target}")
+    assert tree_modules and not found, "plugins must not import each other:\n" + "\n".join(found)
+
+
 def test_plugins_use_only_the_public_firewall_api():
     """No plugin imports a module under cnilib.firewall (base, backends, runners, tools)
     nor a private name of it: the façade ``cnilib.firewall`` (and ``cnilib.owner``) is the API."""

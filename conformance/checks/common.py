@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from conformance.world import Outcome, World
+from conformance.proc import Outcome
+from conformance.world import World
 
 CID = "ctr-conformance-1"
 VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")

@@ -7,7 +7,7 @@ import pytest
 
 from conformance.checks.common import assert_error, need_profile, newest, run, supported_versions, with_prev
 from conformance.plugin import check, kinds
-from conformance.world import sh
+from conformance.proc import sh
 
 
 def _prev(world, version: str) -> dict:

@@ -21,7 +21,8 @@ from conformance.checks.common import (
 from conformance.checks.test_chained import _prev as chained_prev_result
 from conformance.leak import _links
 from conformance.plugin import check, kinds
-from conformance.world import Outcome, World
+from conformance.proc import Outcome
+from conformance.world import World
 
 PROMPT = 10.0  # seconds: the reference answers in ~10 ms; an emulated VM needs the margin
 IFNAME_TEMPLATE = "eth%d"  # the kernel would create eth0, eth1...

@@ -7,7 +7,7 @@ import json
 
 from conformance.checks.common import CID, add_ok, assert_error, del_ok, need_profile, newest, run, with_prev
 from conformance.plugin import check, kinds
-from conformance.world import sh
+from conformance.proc import sh
 
 
 def _ipj(ns: str, *argv: str) -> list:

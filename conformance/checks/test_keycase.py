@@ -32,7 +32,8 @@ from conformance import attachment_state, leak
 from conformance.checks.common import CID, VERSIONS, add_ok, del_ok, need_profile, newest, run, with_prev
 from conformance.plugin import check
 from conformance.recase import VARIANTS, describe, recase, scopes
-from conformance.world import Outcome, World, sh
+from conformance.proc import Outcome, sh
+from conformance.world import World
 
 _REF = ("Go encoding/json Unmarshal matches keys to struct fields case-insensitively "
         "(pkg.go.dev/encoding/json); containerd CRI (go-cni) sends capabilities with Go field-name "

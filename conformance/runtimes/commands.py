@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Callable, TypeVar
 
-from conformance.world import PLAIN_PATH
+from conformance.proc import PLAIN_PATH
 
 T = TypeVar("T")
 

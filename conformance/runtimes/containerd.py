@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from conformance.runtimes.commands import cleanup, kill_pid, retry, run, short_id
 from conformance.runtimes.mounts import RUN_PRIVATE, VAR_LIB_PRIVATE, PrivateMounts, remove_cgroups
-from conformance.world import PLAIN_PATH
+from conformance.proc import PLAIN_PATH
 
 # Plugins of containerd we never use (and whose start-up would touch the machine).
 UNUSED_PLUGINS = ["io.containerd.internal.v1.opt",

@@ -17,7 +17,7 @@ import sys
 import time
 
 from conformance.runtimes.commands import ip_json, run, tool
-from conformance.world import PLAIN_PATH
+from conformance.proc import PLAIN_PATH
 
 
 # ---------------------------------------------------------------- addresses and ports

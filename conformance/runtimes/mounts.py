@@ -18,7 +18,7 @@ import subprocess
 import time
 
 from conformance.runtimes.commands import Unavailable
-from conformance.world import PLAIN_PATH
+from conformance.proc import PLAIN_PATH
 
 # Entries of the machine's /run and /var/lib that runtimes write to: private (empty) in ours.
 RUN_PRIVATE = ("netns", "runc", "crun", "containers", "libpod", "containerd", "mount", "cni")
