@@ -19,6 +19,7 @@ PACKAGES=(
   libpython3.11 binutils   # PyInstaller: the shared libpython it bundles, strip/objdump
   gcc libc6-dev libpython3.11-dev libexpat1-dev zlib1g-dev  # build/freeze.py: our bootloader, libpython linked in
   make git
+  qemu-system-x86 cpio kmod xz-utils  # the VM lane (tests/vm): tests needing kernel features this host lacks
 )
 
 missing=()

@@ -13,6 +13,9 @@ import pytest
 
 from tests.helpers import NS_TAG, OUR_BIN, REF_BIN, SRC_BIN, Netns, ip_json
 
+# Tests needing kernel features this machine lacks run in one VM (tests/vm/lane.py).
+pytest_plugins = ["tests.vm.lane"]
+
 
 def _snapshot() -> dict:
     netns = set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()

@@ -187,11 +187,3 @@ def source_seen_by_server(server_ns: str, server_ip: str, client_ns: str, port: 
             srv.wait()
 
 
-def kernel_has_bridge_vlans() -> tuple[bool, str]:
-    """(supported, reason): can this kernel create a VLAN-filtering bridge?"""
-    with Netns("cnbp") as n:
-        p = subprocess.run(["ip", "-n", n.name, "link", "add", "vprobe", "type", "bridge", "vlan_filtering", "1"],
-                           capture_output=True, text=True)
-    if p.returncode == 0:
-        return True, ""
-    return False, f"this kernel has no bridge VLAN filtering (802.1Q): {p.stderr.strip()}"

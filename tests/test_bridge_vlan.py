@@ -2,8 +2,9 @@
 
 On a kernel without bridge VLAN filtering (802.1Q) — this machine's — every ADD that needs
 VLANs must be refused with code 50 naming the option and the missing feature, leaving
-nothing behind; the traffic tests then SKIP with that reason. On a stock kernel
-(/work/shared/tools/vm-run.sh) the refusal tests skip and the traffic tests run.
+nothing behind. The traffic tests need the feature: `make test` runs them in the VM lane
+(tests/vm/lane.py, Debian's stock kernel) when this kernel lacks it. The refusal tests run
+wherever the feature is missing and skip where there is nothing to refuse.
 What the VLAN code asks the kernel is unit-tested in test_bridge_units.py.
 """
 
@@ -14,16 +15,16 @@ import json
 import pytest
 
 from tests.helpers import sh
+from tests.kernel_features import needs, probe
 from tests.test_bridge_common import (  # noqa: F401 - host is a fixture
     BRIDGE,
     host,
-    kernel_has_bridge_vlans,
     ping,
     result_ip,
 )
 
-SUPPORTED, WHY = kernel_has_bridge_vlans()
-needs_vlans = pytest.mark.skipif(not SUPPORTED, reason=WHY)
+SUPPORTED, _ = probe("bridge_vlan")
+needs_vlans = needs("bridge_vlan")
 needs_no_vlans = pytest.mark.skipif(SUPPORTED, reason="this kernel has bridge VLAN filtering: nothing to refuse")
 
 VLAN_CONFIGS = [
