@@ -7,7 +7,8 @@ existed to that old entry (often one that went nowhere), so a client that keeps 
 would never reach the new container until the entry times out.
 
 This speaks NETLINK_NETFILTER directly (subsystem ctnetlink) over ``_socket``: importing
-pyroute2's ``NFCTSocket`` costs ~270 ms, this module ~1 ms. Like ``/proc/sys/net``, the
+pyroute2's ``NFCTSocket`` costs hundreds of times more than this module (README, "What the
+code avoids, measured"). Like ``/proc/sys/net``, the
 conntrack table is per network namespace, and the socket belongs to the namespace of the
 thread that opens it (each call opens and closes its own), so inside ``netns.run_in`` these
 act on the container's table.

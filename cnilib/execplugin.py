@@ -1,8 +1,9 @@
 """Exec another program and collect its output: a CNI plugin (a delegate, the way libcni's
 invoke package does it) or a tool such as ``nft`` (cnilib.firewall).
 
-posix_spawn plus a poll loop instead of ``subprocess``: ``import subprocess`` costs ~20 ms
-here (selectors, signal, threading...), more than the whole exec. Only C modules of the
+posix_spawn plus a poll loop instead of ``subprocess``: ``import subprocess`` (selectors,
+signal, threading...) costs more than the whole exec (README, "What the code avoids,
+measured"). Only C modules of the
 standard library (``posix``, ``select``), as everything on a plugin's hot path.
 """
 

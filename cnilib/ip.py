@@ -1,8 +1,8 @@
 """IPv4/IPv6 addresses and prefixes as integers, printed the way Go prints them.
 
-The stdlib ``ipaddress`` module costs ~5 ms to import here (it pulls in ``functools`` and
-``collections``); host-local's whole budget is a few ms, so this module does the little it
-needs with plain ints and no imports. Text forms follow Go's ``net.IP.String()`` (RFC 5952:
+The stdlib ``ipaddress`` module pulls in ``functools`` and ``collections`` and costs a
+good part of host-local's whole budget to import (README, "What the code avoids,
+measured"), so this module does the little it needs with plain ints and no imports. Text forms follow Go's ``net.IP.String()`` (RFC 5952:
 lower case, the longest run of two or more zero groups becomes ``::``), because host-local
 names its lease files by that text and must stay byte-compatible with the reference.
 Parsing follows Go's ``net.ParseIP``: no leading zeros in IPv4, IPv4-mapped IPv6 addresses

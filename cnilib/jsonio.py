@@ -1,7 +1,8 @@
 """JSON in and out without importing the ``json`` package.
 
-``import json`` costs ~10 ms here because ``json.decoder`` compiles regular expressions
-(and pulls in ``re`` and ``enum``) at import time; that is most of a plugin's budget. The C
+``import json`` is expensive because ``json.decoder`` compiles regular expressions (and
+pulls in ``re`` and ``enum``) at import time: most of a plugin's budget (README, "What the
+code avoids, measured"). The C
 accelerator ``_json`` that ``json`` itself uses does the real work and needs none of it, so
 we drive it directly. Output matches Go's ``json.MarshalIndent(v, "", "    ")`` layout
 as the reference plugins print it. Falls back to ``json`` where ``_json`` is missing.

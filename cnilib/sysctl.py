@@ -7,9 +7,9 @@ inside ``netns.run_in`` these act on the container's namespace. Paths use slashe
 Why ``net/...`` paths are opened relative to a cached ``/proc/sys/net`` directory: every
 namespace that ever looked up ``/proc/sys/net`` leaves a dentry named "net" in one dcache
 hash chain, and the kernel walks that chain (taking a global lock per entry) on every
-lookup. With 1,000 namespaces on a host (pods) one open of ``/proc/sys/net/...`` costs
-~250 us instead of ~6; the directory is looked up once per process and namespace instead
-of once per entry.
+lookup, so with many namespaces on a host (pods) every open of ``/proc/sys/net/...`` gets
+slower (README, "What the code avoids, measured"); the directory is looked up once per
+process and namespace instead of once per entry.
 """
 
 from __future__ import annotations

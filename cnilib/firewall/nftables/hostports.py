@@ -33,8 +33,7 @@ A mapping is two elements with the same key: one in the verdict map, jumping to 
 family, any or specific address), one in the dnat map holding the container's address
 and port. Profile chains are few (one or two per network) and shared; there is no chain
 per owner: nft 1.0 loads every chain of the namespace into its cache before any element
-change, so per-owner chains made every ``nft`` run slower as pods accumulated (~+4 ms at
-1,000 chains). A profile chain's dnat rule looks up the same kind of map its jumping
+change, so per-owner chains made every ``nft`` run slower as pods accumulated. A profile chain's dnat rule looks up the same kind of map its jumping
 element is in (any or at): a packet reaching it through one owner's element can only be
 translated by that key's dnat element, never by another owner's.
 
@@ -61,7 +60,7 @@ owner's profile chains are deleted in the same transaction, which the kernel ref
 second exec: the last user of a profile takes its chain along, so after the last
 container's DEL only the skeleton is left. (The kernel reports a chain in use only by
 failing the transaction, and a deleting or failed transaction waits for an RCU grace
-period, ~15 ms here, where an ADD's element creation takes ~5.) GC and the reading DEL
+period, about three times what an ADD's element creation takes.) GC and the reading DEL
 also drop profile chains no element jumps to.
 """
 
