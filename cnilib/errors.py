@@ -23,6 +23,7 @@ NO_ADDRESS_AVAILABLE = 100  # IPAM: a range set has no free address
 ALREADY_ALLOCATED = 101  # an address, host port... another attachment holds
 NOT_FOUND = 102  # CHECK: something ADD made is missing
 NOT_AS_ADDED = 103  # CHECK: something ADD made is there but not as ADD left it (e.g. lo down)
+NO_SUCH_INTERFACE = 104  # a chained plugin's CNI_IFNAME is not in the container
 TOOL_FAILED = 110  # a firewall tool (nft, iptables-restore) refused a change or failed
 DAD_FAILED = 120  # IPv6 duplicate address detection failed in the container
 

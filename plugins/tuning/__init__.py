@@ -1,0 +1,1 @@
+"""The tuning plugin (chained): sysctls and link attributes of the container interface."""
