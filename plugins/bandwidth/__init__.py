@@ -1,0 +1,1 @@
+"""The bandwidth plugin (chained): TBF shaping of a veth-attached container."""

@@ -1,0 +1,63 @@
+"""bandwidth: shape a veth-attached container's traffic with token buckets (chained).
+
+The reference bandwidth plugin's keys (``ingressRate``, ``ingressBurst``, ``egressRate``,
+``egressBurst``) and ``bandwidth`` capability (config.py), its kernel layout: a TBF on the
+host veth for traffic into the container; for traffic out of it an IFB with a TBF, fed by
+an ingress qdisc and a u32 redirect filter on the host veth (add.py). ``prevResult`` is
+passed on with the IFB appended to its interfaces. Beyond the reference: the IFB's name
+includes the interface (ifb.py); bursts that overflow the kernel's 32-bit tick buffer are
+clamped, not wrapped (shape.py); a failed ADD leaves nothing; CHECK checks every qdisc,
+the IFB and the filter (check.py); DEL needs neither prevResult nor the namespace and
+removes the qdiscs too when the veth stays; GC (delete.py); the capability and the
+config keys both hold (lower rate and burst win per direction). Traffic control is
+spoken over netlink (cnilib.tc); each verb is imported only when it runs.
+"""
+
+from __future__ import annotations
+
+from cnilib import skel
+
+
+def cmd_add(cmd: skel.CmdArgs):
+    from .add import add
+
+    return add(cmd)
+
+
+def cmd_del(cmd: skel.CmdArgs) -> None:
+    from .delete import delete
+
+    delete(cmd)
+
+
+def cmd_check(cmd: skel.CmdArgs) -> None:
+    from .check import check
+
+    check(cmd)
+
+
+def cmd_gc(cmd: skel.CmdArgs) -> None:
+    from .delete import gc
+
+    gc(cmd)
+
+
+def cmd_status(cmd: skel.CmdArgs) -> None:
+    """Ready when the packet scheduler's clock (/proc/net/psched) can be read: every ADD
+    computes its buckets from it. Code 50 otherwise."""
+    from cnilib.errors import NOT_AVAILABLE, CNIError
+
+    from .shape import PSCHED, tick_in_usec
+
+    try:
+        tick_in_usec()
+    except (OSError, ValueError, IndexError, ZeroDivisionError) as e:
+        raise CNIError(NOT_AVAILABLE, f"cannot read the packet scheduler's clock from {PSCHED}: {e}") from None
+
+
+PLUGIN = skel.Plugin("bandwidth", "chained", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc,
+                     status=cmd_status)
+
+
+def main() -> None:
+    skel.run(PLUGIN)
