@@ -5,17 +5,19 @@
     fw.masquerade().add(firewall.Owner(net, cid, ifname), [firewall.MasqRule.for_address(ipc.address)])
     fw.hostports().delete(owner, spec)                   # portmap
     firewall.spoof_check().add(owner, firewall.SpoofSpec(host_veth, mac))   # macspoofchk (nftables)
+    fw.forward().add(owner, firewall.ForwardSpec(addresses, "CNI-ADMIN"))   # the firewall plugin
 
 This module is the public API: plugins import nothing else of the firewall. Below it, with
 imports running one way (each layer uses only the ones under it):
 
     base                    the interfaces: Backend and the features (Masquerade, HostPorts,
-                            SpoofCheck), each with the verbs add, delete, check, gc; the lock
+                            SpoofCheck, Forward), each with the verbs add, delete, check, gc; the lock
     nftables/, iptables/    per backend: the backend class (its package: name, tools,
                             features), the features, a runner and a listing (one
                             reader of the backend's state)
     tools                   finding and running the commands, their errors
-    rules, hostport, spoof  what masquerading, host ports and a spoof check mean
+    rules, hostport, spoof, forward
+                            what masquerading, host ports, a spoof check and forwarding rules mean
     cnilib.owner            owners and their tags (shared with the interface plugins)
 
 Backends are imported only when a plugin asks for one: a plugin that never touches the
@@ -33,9 +35,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cnilib.firewall.base import Backend, SpoofCheck
 
-__all__ = ["DEFAULT_MARK_BIT", "NAMES", "PROTOCOLS", "Backend", "HostPortSpec", "HostPorts", "MasqRule",
-           "Masquerade", "Owner", "PortMapping", "SpoofCheck", "SpoofSpec", "available_backends",
-           "backend_classes", "check_name", "make", "on_every_backend", "select", "spoof_check"]
+__all__ = ["DEFAULT_ADMIN_CHAIN", "DEFAULT_MARK_BIT", "INGRESS_POLICIES", "NAMES", "PROTOCOLS", "Backend",
+           "Forward", "ForwardSpec", "HostPortSpec", "HostPorts", "MasqRule", "Masquerade", "Owner",
+           "PortMapping", "SpoofCheck", "SpoofSpec", "admin_chain_problem", "available_backends",
+           "backend_classes", "bridge_problem", "check_name", "make", "on_every_backend", "select",
+           "spoof_check"]
 
 
 def __getattr__(name: str) -> object:
@@ -49,7 +53,13 @@ def __getattr__(name: str) -> object:
         from cnilib.firewall import hostport
 
         value = getattr(hostport, name)
-    elif name in ("Backend", "Masquerade", "HostPorts", "SpoofCheck"):
+    elif name in ("ForwardSpec", "DEFAULT_ADMIN_CHAIN", "admin_chain_problem", "bridge_problem"):
+        from cnilib.firewall import forward
+
+        value = getattr(forward, name)
+    elif name == "INGRESS_POLICIES":
+        from cnilib.firewall.forward import POLICIES as value
+    elif name in ("Backend", "Masquerade", "HostPorts", "SpoofCheck", "Forward"):
         from cnilib.firewall import base
 
         value = getattr(base, name)

@@ -26,6 +26,7 @@ from cnilib.errors import IO_FAILURE, NOT_AVAILABLE, CNIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # type-only imports: keep the runtime import cost nil
+    from cnilib.firewall.forward import ForwardSpec
     from cnilib.firewall.hostport import HostPortSpec
     from cnilib.firewall.rules import MasqRule
     from cnilib.firewall.spoof import SpoofSpec
@@ -168,6 +169,29 @@ class SpoofCheck:
         raise NotImplementedError
 
 
+class Forward:
+    """Forwarded traffic of owners accepted after the administrator's chain, and the ingress
+    policy of their bridge (the ``firewall`` plugin): ``spec`` is a ``ForwardSpec``."""
+
+    def add(self, owner: "Owner", spec: "ForwardSpec") -> None:
+        """Install ``spec`` for ``owner``, replacing whatever the owner had (the shared
+        chains and the bridge's isolation are made when missing, never rewritten)."""
+        raise NotImplementedError
+
+    def delete(self, owner: "Owner", spec: "ForwardSpec | None" = None) -> None:
+        """Remove the owner's accept rules; nothing there is fine. ``spec`` (prevResult's
+        addresses, if known) also removes the reference plugin's untagged rules for them."""
+        raise NotImplementedError
+
+    def check(self, owner: "Owner", spec: "ForwardSpec") -> None:
+        """CNIError 102 naming what is missing unless ``spec`` is fully in place. Reads only."""
+        raise NotImplementedError
+
+    def gc(self, network: str, keep: set[tuple[str, str]]) -> None:
+        """Remove the accept rules of every owner of ``network`` not in ``keep``."""
+        raise NotImplementedError
+
+
 # ---- the backend ----
 
 class Backend:
@@ -214,6 +238,10 @@ class Backend:
     def spoofcheck(self) -> SpoofCheck:
         """The backend's spoof check (macspoofchk)."""
         raise self.lacks("macspoofchk")
+
+    def forward(self) -> Forward:
+        """The backend's forwarding rules (the firewall plugin)."""
+        raise self.lacks("forwarding rules")
 
     def lacks(self, what: str) -> CNIError:
         """CNIError 50: this backend cannot do ``what``."""

@@ -27,6 +27,11 @@ def nat_batch(lines: list[str]) -> str:
     return "*nat\n" + "".join(line + "\n" for line in lines) + "COMMIT\n"
 
 
+def filter_batch(lines: list[str]) -> str:
+    """A restore batch of ``lines`` for the filter table."""
+    return "*filter\n" + "".join(line + "\n" for line in lines) + "COMMIT\n"
+
+
 class Iptables:
     """Runs the iptables tools; every method raises CNIError 50 for a missing tool."""
 
@@ -65,6 +70,15 @@ class Iptables:
                 return None
             raise tools.tool_error(argv, rc, err)
         return parse_save(out.decode(errors="replace"), only)
+
+    def list_table(self, version: int, table: str) -> Table:
+        """``iptables -t table -S``: every chain and rule of ``table`` in one exec (built-in
+        chains appear only through their rules)."""
+        argv = [self.tool(version, CMD), "-w", WAIT_SECONDS, "-t", table, "-S"]
+        rc, out, err = tools.run(argv)
+        if rc != 0:
+            raise tools.tool_error(argv, rc, err)
+        return parse_save(out.decode(errors="replace"))
 
     def save(self, version: int) -> Table:
         """``iptables-save -t nat``: the whole nat table."""

@@ -1,4 +1,4 @@
-"""The nftables backend (``NftBackend``): ``nft`` and its JSON interface, three features.
+"""The nftables backend (``NftBackend``): ``nft`` and its JSON interface, four features.
 
 One module per job; imports run down this list, and this module imports only the runner
 and the interfaces: each feature is imported when asked for (a plugin pays only for the
@@ -7,6 +7,7 @@ modules its verb uses).
     masquerade  ipMasq: table ``inet cnipy_nat``
     hostports   portmap: table ``inet cnipy_hostport``
     spoofcheck  macspoofchk: the reference's table ``bridge nat``
+    forward     the firewall plugin: table ``inet cnipy_firewall``
     listing     one reader of ``nft -j list table`` output, for every table
     elements    what the two element-only tables share: owner marker and proof sets, the delete path
     runner      the ``nft`` command: batches and listings
@@ -14,7 +15,7 @@ modules its verb uses).
 
 from __future__ import annotations
 
-from cnilib.firewall.base import Backend, HostPorts, Masquerade, SpoofCheck
+from cnilib.firewall.base import Backend, Forward, HostPorts, Masquerade, SpoofCheck
 from cnilib.firewall.nftables.runner import Nft
 
 
@@ -24,7 +25,7 @@ class NftBackend(Backend):
     name = "nftables"
     tools = ("nft",)
     state_tool = "nft"
-    features = ("masquerade", "hostports", "spoofcheck")
+    features = ("masquerade", "hostports", "spoofcheck", "forward")
 
     def __init__(self) -> None:
         self.nft = Nft()
@@ -49,3 +50,8 @@ class NftBackend(Backend):
         from cnilib.firewall.nftables.spoofcheck import NftSpoofCheck
 
         return NftSpoofCheck(self.nft)
+
+    def forward(self) -> Forward:
+        from cnilib.firewall.nftables.forward import NftForward
+
+        return NftForward(self.nft)

@@ -1,0 +1,95 @@
+"""What forwarding rules mean, independent of any backend (the ``firewall`` plugin).
+
+``ForwardSpec(addresses, admin_chain, bridge, policy)``: forwarded traffic from each of
+``addresses`` (the container's), and traffic to them that belongs to a connection already
+seen (conntrack RELATED/ESTABLISHED), is accepted, after the administrator's own chain
+``admin_chain`` has had its say (its rules run first: a DROP there wins). ``policy`` is the
+reference's ``ingressPolicy``:
+
+- ``open``: nothing more;
+- ``same-bridge``: traffic entering from ``bridge`` and leaving through another interface
+  that is itself an isolating bridge is dropped (traffic between two such bridges in
+  either direction; traffic to the outside stays allowed);
+- ``isolated``: as ``same-bridge``, and traffic from ``bridge`` back to ``bridge`` is
+  dropped too (containers on one bridge cannot talk; bridged traffic reaches the forward
+  hook only with ``br_netfilter``'s ``bridge-nf-call-iptables`` on, as in the reference).
+
+Isolation state is per bridge and shared by every attachment on it (as the reference's
+``CNI-ISOLATION-STAGE-*`` rules): DEL leaves it, since another container may still use
+the bridge and nothing records that none does.
+"""
+
+from __future__ import annotations
+
+from cnilib.ip import IP
+
+POLICIES = ("open", "same-bridge", "isolated")
+DEFAULT_ADMIN_CHAIN = "CNI-ADMIN"
+# Characters a bridge name may hold here: iptables reads "+" as a wildcard and nft "*",
+# and both need quoting for others; Linux bridges (cni0, podman0, br-<hex>) use these.
+_BRIDGE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.@-")
+# Characters of an admin chain name: what both iptables and nft take unquoted.
+_CHAIN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+MAX_CHAIN = 28  # iptables' limit (XT_EXTENSION_MAXNAMELEN - 1 = 28 usable)
+# Names an admin chain cannot take: built-in chains and targets iptables would read as such.
+_RESERVED = {"INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING", "ACCEPT", "DROP", "RETURN",
+             "QUEUE", "REJECT", "LOG", "MASQUERADE", "DNAT", "SNAT", "MARK", "CNI-FORWARD",
+             "CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2", "ISOLATION"}
+
+
+def admin_chain_problem(name: str) -> str:
+    """"" when ``name`` can be the admin chain in both backends, else why not."""
+    if not name or len(name) > MAX_CHAIN:
+        return f"must be 1 to {MAX_CHAIN} characters (iptables' chain name limit)"
+    if name.startswith("-") or not all(c in _CHAIN_CHARS for c in name):
+        return "must hold only letters, digits, '_', '.' and '-' and not start with '-'"
+    if name.upper() in _RESERVED:
+        return "names a built-in chain or target, or one of the plugin's own chains"
+    return ""
+
+
+def bridge_problem(name: str) -> str:
+    """"" when ``name`` can be matched as an interface name in both backends, else why not."""
+    if not name or len(name) > 15:
+        return "must be an interface name of 1 to 15 characters"
+    if not all(c in _BRIDGE_CHARS for c in name) or name in (".", ".."):
+        return "must hold only letters, digits and '_.@-' (iptables and nft read others as patterns)"
+    return ""
+
+
+class ForwardSpec:
+    """The addresses whose forwarded traffic is accepted, the admin chain run first, and the
+    ingress policy with the bridge it applies to (None for ``open``)."""
+
+    __slots__ = ("addresses", "admin_chain", "bridge", "policy")
+
+    def __init__(self, addresses: list[IP], admin_chain: str = DEFAULT_ADMIN_CHAIN,
+                 bridge: str | None = None, policy: str = "open") -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"unknown ingress policy {policy!r}")
+        if policy != "open" and not bridge:
+            raise ValueError(f"ingress policy {policy!r} needs a bridge")
+        seen: dict[tuple[int, int], IP] = {}
+        for ip in addresses:
+            seen.setdefault((ip.version, ip.value), ip)
+        self.addresses = [seen[k] for k in sorted(seen)]  # v4 first, no duplicates
+        self.admin_chain = admin_chain
+        self.bridge = bridge if policy != "open" else None
+        self.policy = policy
+
+    def family(self, version: int) -> list[IP]:
+        """The addresses of IP ``version``."""
+        return [ip for ip in self.addresses if ip.version == version]
+
+    def versions(self) -> list[int]:
+        """The families the spec has addresses of."""
+        return sorted({ip.version for ip in self.addresses})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ForwardSpec) and (
+            [str(a) for a in other.addresses], other.admin_chain, other.bridge, other.policy) == (
+            [str(a) for a in self.addresses], self.admin_chain, self.bridge, self.policy)
+
+    def __repr__(self) -> str:
+        return (f"ForwardSpec({[str(a) for a in self.addresses]!r}, {self.admin_chain!r}, "
+                f"{self.bridge!r}, {self.policy!r})")

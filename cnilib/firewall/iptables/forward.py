@@ -1,0 +1,215 @@
+"""Forwarding rules with iptables, in the reference firewall plugin's layout: one
+``iptables -t filter -S`` and one ``iptables-restore --noflush`` per family per change.
+
+Layout in the ``filter`` table of each family (chains and shared rules exactly as the
+reference's; administrators keep their own rules in the admin chain, never written here)::
+
+    -A FORWARD -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j CNI-ISOLATION-STAGE-1
+    -A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD
+    -A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN
+    # per container address; the owner's tag as comment is ours (the reference's have none)
+    -A CNI-FORWARD -d IP/32 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "<tag>" -j ACCEPT
+    -A CNI-FORWARD -s IP/32 -m comment --comment "<tag>" -j ACCEPT
+    # ingressPolicy same-bridge / isolated, per bridge, shared by its containers
+    -A CNI-ISOLATION-STAGE-1 -i BR -o BR -m comment --comment "CNI firewall plugin rules (ingressPolicy: isolated)" -j DROP
+    -A CNI-ISOLATION-STAGE-1 -i BR ! -o BR -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j CNI-ISOLATION-STAGE-2
+    -A CNI-ISOLATION-STAGE-1 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j RETURN
+    -A CNI-ISOLATION-STAGE-2 -o BR -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j DROP
+    -A CNI-ISOLATION-STAGE-2 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j RETURN
+
+Shared chains are created (and the jumps into them inserted at the top) only when
+missing: with ``--noflush`` a ``:CHAIN`` line would flush an existing chain, the admin's
+included. The tag lets DEL and GC find an owner's rules without prevResult; given
+prevResult's addresses, DEL also removes the reference's untagged rules for them (an
+attachment the reference plugin made). Isolation rules stay when containers go (another
+one may use the bridge), as the reference's do.
+"""
+
+from __future__ import annotations
+
+from cnilib.errors import NOT_FOUND, CNIError
+from cnilib.firewall.base import Forward, Lock
+from cnilib.firewall.forward import ForwardSpec
+from cnilib.firewall.iptables.listing import Table, split
+from cnilib.firewall.iptables.runner import LOCK_NAME, Iptables, filter_batch
+from cnilib.ip import IP, parse_cidr
+from cnilib.owner import Owner, gc_doomed, kept_tags, network_part
+
+CNI_FORWARD = "CNI-FORWARD"
+STAGE1 = "CNI-ISOLATION-STAGE-1"
+STAGE2 = "CNI-ISOLATION-STAGE-2"
+RULES_COMMENT = "CNI firewall plugin rules"
+ADMIN_COMMENT = "CNI firewall plugin admin overrides"
+
+
+def policy_comment(policy: str) -> str:
+    return f"{RULES_COMMENT} (ingressPolicy: {policy})"
+
+
+ISOLATION_COMMENT = policy_comment("same-bridge")
+
+
+def _host(ip: IP) -> str:
+    return f"{ip}/{ip.bits}"
+
+
+def _c(text: str) -> str:
+    return f'-m comment --comment "{text}"'
+
+
+def forward_jump() -> str:
+    return f"-A FORWARD {_c(RULES_COMMENT)} -j {CNI_FORWARD}"
+
+
+def admin_jump(admin: str) -> str:
+    return f"-A {CNI_FORWARD} {_c(ADMIN_COMMENT)} -j {admin}"
+
+
+def owner_lines(owner: Owner, addresses: list[IP]) -> list[str]:
+    """The owner's accept rules, as ``iptables -S`` prints them."""
+    out = []
+    for ip in addresses:
+        out.append(f"-A {CNI_FORWARD} -d {_host(ip)} -m conntrack --ctstate RELATED,ESTABLISHED "
+                   f"{_c(owner.tag)} -j ACCEPT")
+        out.append(f"-A {CNI_FORWARD} -s {_host(ip)} {_c(owner.tag)} -j ACCEPT")
+    return out
+
+
+def reference_lines(addresses: list[IP]) -> list[str]:
+    """The reference plugin's (untagged) accept rules for ``addresses``."""
+    out = []
+    for ip in addresses:
+        out.append(f"-A {CNI_FORWARD} -d {_host(ip)} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+        out.append(f"-A {CNI_FORWARD} -s {_host(ip)} -j ACCEPT")
+    return out
+
+
+def isolation_lines(bridge: str, policy: str) -> dict[str, list[str]]:
+    """The isolation rules a bridge needs, by chain (top first; RETURN last)."""
+    stage1 = []
+    if policy == "isolated":
+        stage1.append(f"-A {STAGE1} -i {bridge} -o {bridge} {_c(policy_comment('isolated'))} -j DROP")
+    stage1.append(f"-A {STAGE1} -i {bridge} ! -o {bridge} {_c(ISOLATION_COMMENT)} -j {STAGE2}")
+    return {"FORWARD": [f"-A FORWARD {_c(ISOLATION_COMMENT)} -j {STAGE1}"],
+            STAGE1: stage1, STAGE2: [f"-A {STAGE2} -o {bridge} {_c(ISOLATION_COMMENT)} -j DROP"]}
+
+
+def returns() -> dict[str, str]:
+    return {c: f"-A {c} {_c(ISOLATION_COMMENT)} -j RETURN" for c in (STAGE1, STAGE2)}
+
+
+def canonical(tokens: list[str]) -> tuple[str, ...]:
+    """Tokens with addresses after -s/-d in our text form, for comparing rules."""
+    out = list(tokens)
+    for i in range(len(out) - 1):
+        if out[i] in ("-s", "-d"):
+            try:
+                out[i + 1] = str(parse_cidr(out[i + 1]).masked())
+            except ValueError:
+                pass
+    return tuple(out)
+
+
+def _have(table: Table) -> set[tuple[str, ...]]:
+    return {canonical(r.tokens) for r in table.rules}
+
+
+def _present(line: str, have: set[tuple[str, ...]]) -> bool:
+    return canonical(split(line)) in have
+
+
+def _insert(line: str) -> str:
+    """``-A CHAIN ...`` as ``-I CHAIN 1 ...``."""
+    _, chain, rest = line.split(" ", 2)
+    return f"-I {chain} 1 {rest}"
+
+
+def _owned(owner: Owner, table: Table) -> list[str]:
+    """Delete lines for the owner's rules, by their exact text."""
+    return ["-D" + r.line[2:] for r in table.rules if r.chain == CNI_FORWARD and r.comment == owner.tag]
+
+
+def plan_add(owner: Owner, spec: ForwardSpec, version: int, table: Table) -> list[str]:
+    """Lines making ``spec``'s rules of one family for ``owner`` (whose old rules go),
+    with the shared chains and jumps that are missing."""
+    addresses = spec.family(version)
+    if not addresses:
+        return _owned(owner, table)
+    have = _have(table)
+    lines = [f":{c} - [0:0]" for c in (CNI_FORWARD, spec.admin_chain) if c not in table.chains]
+    inserts = []
+    if not _present(forward_jump(), have):
+        inserts.append(_insert(forward_jump()))
+    if not _present(admin_jump(spec.admin_chain), have):
+        inserts.append(_insert(admin_jump(spec.admin_chain)))
+    appends: list[str] = []
+    if spec.bridge:
+        lines += [f":{c} - [0:0]" for c in (STAGE1, STAGE2) if c not in table.chains]
+        # Inserted after the CNI-FORWARD jump, so that STAGE-1 comes first in FORWARD.
+        for chain_lines in isolation_lines(spec.bridge, spec.policy).values():
+            inserts += [_insert(x) for x in reversed(chain_lines) if not _present(x, have)]
+        appends += [x for x in returns().values() if not _present(x, have)]
+    return lines + inserts + appends + _owned(owner, table) + owner_lines(owner, addresses)
+
+
+def plan_del(owner: Owner, spec: ForwardSpec | None, version: int, table: Table) -> list[str]:
+    """Delete lines for the owner's rules, and (``spec`` known) the reference's untagged
+    rules for its addresses."""
+    lines = _owned(owner, table)
+    if spec is not None:
+        wanted = {canonical(split(x)) for x in reference_lines(spec.family(version))}
+        lines += ["-D" + r.line[2:] for r in table.rules
+                  if r.chain == CNI_FORWARD and not r.comment and canonical(r.tokens) in wanted]
+    return lines
+
+
+def plan_gc(network: str, keep: set[tuple[str, str]], table: Table) -> list[str]:
+    net, kept = network_part(network), kept_tags(network, keep)
+    return ["-D" + r.line[2:] for r in table.rules if r.chain == CNI_FORWARD and gc_doomed(r.comment, net, kept)]
+
+
+def check_problems(owner: Owner, spec: ForwardSpec, version: int, table: Table) -> list[str]:
+    """What is missing of ``spec``'s rules of one family (empty: all there)."""
+    have = _have(table)
+    problems = [f"chain {c} (IPv{version}) is missing" for c in (CNI_FORWARD, spec.admin_chain)
+                if c not in table.chains]
+    want = [forward_jump(), admin_jump(spec.admin_chain)] + owner_lines(owner, spec.family(version))
+    if spec.bridge:
+        want += [x for xs in isolation_lines(spec.bridge, spec.policy).values() for x in xs]
+    problems += [f"missing (IPv{version}): {x}" for x in want if not _present(x, have)]
+    return problems
+
+
+class IptablesForward(Forward):
+    """Forwarding rules in the filter tables, run through the backend's iptables tools."""
+
+    __slots__ = ("ipt",)
+
+    def __init__(self, ipt: Iptables) -> None:
+        self.ipt = ipt
+
+    def _apply(self, version: int, lines: list[str]) -> None:
+        if lines:
+            self.ipt.restore(version, filter_batch(lines))
+
+    def add(self, owner: Owner, spec: ForwardSpec) -> None:
+        with Lock(LOCK_NAME):
+            for v in self.ipt.versions(set(spec.versions())):
+                self._apply(v, plan_add(owner, spec, v, self.ipt.list_table(v, "filter")))
+
+    def delete(self, owner: Owner, spec: ForwardSpec | None = None) -> None:
+        with Lock(LOCK_NAME):
+            for v in self.ipt.versions(set()):
+                self._apply(v, plan_del(owner, spec, v, self.ipt.list_table(v, "filter")))
+
+    def check(self, owner: Owner, spec: ForwardSpec) -> None:
+        problems = []
+        for v in spec.versions():
+            problems += check_problems(owner, spec, v, self.ipt.list_table(v, "filter"))
+        if problems:
+            raise CNIError(NOT_FOUND, f"iptables forwarding rules of {owner.tag}: {'; '.join(problems)}")
+
+    def gc(self, network: str, keep: set[tuple[str, str]]) -> None:
+        with Lock(LOCK_NAME):
+            for v in self.ipt.versions(set()):
+                self._apply(v, plan_gc(network, keep, self.ipt.list_table(v, "filter")))

@@ -1,0 +1,57 @@
+"""firewall: accept the container's forwarded traffic after the administrator's chain, and
+isolate its bridge (a chained plugin).
+
+Every key of the reference firewall plugin (config.py: ``backend``,
+``iptablesAdminChainName``, ``firewalldZone``, ``ingressPolicy``), its iptables layout
+(``FORWARD`` -> ``CNI-FORWARD`` -> the admin chain first, per-address accept rules;
+``CNI-ISOLATION-STAGE-1/-2``) and an nftables backend with the same semantics in a table
+of its own (``inet cnipy_firewall``), through cnilib.firewall's ``forward`` feature.
+``prevResult`` is passed on unchanged. Beyond the reference: every spec version; an
+unknown backend or policy is code 7, never a silent default; DEL needs no prevResult
+(owner tags) and cleans every backend; CHECK only reads; IPv4-only attachments need no
+ip6tables; GC and STATUS. Each verb is imported only when it runs.
+"""
+
+from __future__ import annotations
+
+from cnilib import skel
+
+
+def cmd_add(cmd: skel.CmdArgs):
+    from .add import add
+
+    return add(cmd)
+
+
+def cmd_del(cmd: skel.CmdArgs) -> None:
+    from .delete import delete
+
+    delete(cmd)
+
+
+def cmd_check(cmd: skel.CmdArgs) -> None:
+    from .check import check
+
+    check(cmd)
+
+
+def cmd_gc(cmd: skel.CmdArgs) -> None:
+    from .delete import gc
+
+    gc(cmd)
+
+
+def cmd_status(cmd: skel.CmdArgs) -> None:
+    """Ready when the configured (or default) backend works here (probed); code 50 for
+    firewalld or an unusable backend."""
+    from . import config
+
+    config.backend(config.load(cmd, strict=False), probe=True)
+
+
+PLUGIN = skel.Plugin("firewall", "chained", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc,
+                     status=cmd_status)
+
+
+def main() -> None:
+    skel.run(PLUGIN)
