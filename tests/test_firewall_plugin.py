@@ -95,6 +95,26 @@ def test_empty_backend_as_podman_writes_it_means_nftables(host):
     assert tag("c1") not in host.nft()
 
 
+@pytest.mark.parametrize("why", ["drop-policy", "reference-rules"])
+def test_automatic_backend_is_iptables_where_forwarding_is_decided_there(host, why):
+    """Docker sets iptables' FORWARD policy to DROP; an nftables accept cannot override it,
+    so automatic mode writes iptables rules there (and where the reference's CNI-FORWARD is
+    already in use). The container then really gets out, which nftables rules could not do."""
+    host.make_outside([SUB_A])
+    if why == "drop-policy":
+        host.ns.run("iptables", "-P", "FORWARD", "DROP")
+    else:
+        host.ns.run("iptables", "-N", "CNI-FORWARD")
+        host.ns.run("iptables", "-A", "FORWARD", "-j", "CNI-FORWARD")
+    ctr, res = host.attach(BR_A, SUB_A, "c1", backend="")
+    assert tag("c1") in host.iptables_all() and tag("c1") not in host.nft()
+    if why == "drop-policy":
+        assert ping(ctr, OUT_ADDR), "automatic mode must open a DROP policy the way it can"
+    assert host.fw("CHECK", Host.fw_conf(res, backend=""), ctr).ok
+    host.detach(BR_A, SUB_A, "c1", ctr, backend="")
+    assert tag("c1") not in host.iptables_all()
+
+
 # -- traffic -----------------------------------------------------------------------------
 
 def _drop_policy(host: Host, backend: str) -> None:

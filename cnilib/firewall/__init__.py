@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_ADMIN_CHAIN", "DEFAULT_MARK_BIT", "INGRESS_POLICIES", "NAMES", "PROTOCOLS", "Backend",
            "Forward", "ForwardSpec", "HostPortSpec", "HostPorts", "MasqRule", "Masquerade", "Owner",
            "PortMapping", "SpoofCheck", "SpoofSpec", "admin_chain_problem", "available_backends",
-           "backend_classes", "bridge_problem", "check_name", "make", "on_every_backend", "select",
+           "backend_classes", "bridge_problem", "check_name", "make", "on_every_backend", "select", "select_forward",
            "spoof_check"]
 
 
@@ -132,6 +132,22 @@ def select(name: str | None, key: str = "ipMasqBackend", probe: bool = True) -> 
     if name is not None:
         raise CNIError(NOT_AVAILABLE, f"{key} {name!r} is not usable: {reasons[0][1]}")
     raise CNIError(NOT_AVAILABLE, f"no usable firewall backend: {'; '.join(f'{n}: {w}' for n, w in reasons)}")
+
+
+def select_forward(name: str | None, key: str = "backend") -> "tuple[Backend, str]":
+    """The backend for forwarding rules (the firewall plugin) and why it was chosen.
+
+    Automatic (``None``) is ``select``'s choice, except iptables when forwarding on this
+    host is decided inside iptables' FORWARD chain (its policy is DROP, or it already jumps
+    to CNI-FORWARD): an nftables accept elsewhere would not let the traffic through."""
+    if name is None and make("iptables").missing_tools() is None:
+        from cnilib.firewall.iptables.forward import forward_needs_iptables
+
+        why = forward_needs_iptables()
+        if why:
+            return make("iptables"), why
+    backend = select(name, key=key, probe=False)
+    return backend, "configured" if name is not None else "automatic"
 
 
 def available_backends() -> "list[Backend]":

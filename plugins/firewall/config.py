@@ -3,7 +3,7 @@ default, validated up front (code 7 naming the key and the value).
 
 | key | default | |
 |---|---|---|
-| ``backend`` | automatic | ``iptables``, ``nftables``, ``firewalld``; absent or ``""`` (podman writes that) means ours: nftables when ``nft`` is installed, else iptables. Anything else is code 7 (the reference silently auto-detects on a typo) |
+| ``backend`` | automatic | ``iptables``, ``nftables``, ``firewalld``; absent or ``""`` (podman writes that) means ours: nftables when ``nft`` is installed, else iptables; but iptables when iptables' FORWARD policy is DROP (Docker) or FORWARD already jumps to CNI-FORWARD, where nftables accepts could not let traffic through. Anything else is code 7 (the reference silently auto-detects on a typo) |
 | ``iptablesAdminChainName`` | ``CNI-ADMIN`` | the administrator's chain, jumped to first and never written |
 | ``firewalldZone`` | ``trusted`` | the firewalld zone (firewalld backend) |
 | ``ingressPolicy`` | ``open`` | ``open`` (or ``""``), ``same-bridge``, ``isolated`` |
@@ -105,4 +105,8 @@ def backend(cfg: FirewallConf, probe: bool = False) -> "Backend":
         raise CNIError(NOT_AVAILABLE, f"firewalld backend: firewalld is not running / not supported yet "
                                       f"(network {cfg.name!r}, \"backend\": \"firewalld\", zone {cfg.zone!r}); "
                                       'use "iptables", "nftables" or "" (automatic)')
-    return firewall.select(cfg.backend, key="backend", probe=probe)
+    if probe:
+        return firewall.select(cfg.backend, key="backend", probe=True)
+    # Automatic means nftables, unless forwarding here is decided in iptables' FORWARD chain
+    # (policy DROP, as Docker sets it, or the reference's CNI-FORWARD already in use).
+    return firewall.select_forward(cfg.backend, key="backend")[0]

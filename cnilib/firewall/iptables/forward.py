@@ -28,10 +28,11 @@ one may use the bridge), as the reference's do.
 from __future__ import annotations
 
 from cnilib.errors import NOT_FOUND, CNIError
+from cnilib.firewall import tools
 from cnilib.firewall.base import Forward, Lock
 from cnilib.firewall.forward import ForwardSpec
 from cnilib.firewall.iptables.listing import Table, split
-from cnilib.firewall.iptables.runner import LOCK_NAME, Iptables, filter_batch
+from cnilib.firewall.iptables.runner import CMD, LOCK_NAME, TOOLS, WAIT_SECONDS, Iptables, filter_batch
 from cnilib.ip import IP, parse_cidr
 from cnilib.owner import Owner, gc_doomed, kept_tags, network_part
 
@@ -213,3 +214,25 @@ class IptablesForward(Forward):
         with Lock(LOCK_NAME):
             for v in self.ipt.versions(set()):
                 self._apply(v, plan_gc(network, keep, self.ipt.list_table(v, "filter")))
+
+
+def forward_needs_iptables() -> str | None:
+    """Why forwarding rules on this host must be iptables rules, or None.
+
+    An nftables accept cannot override a DROP verdict of another base chain on the same
+    hook: when iptables' FORWARD policy is DROP (Docker sets it) only rules inside that
+    chain let a container's traffic through, and when FORWARD already jumps to CNI-FORWARD
+    (the reference plugin ran here) administrators and podman expect the rules there. One
+    ``iptables -S FORWARD`` exec; None when iptables is not installed or cannot be read."""
+    if tools.find_tool(TOOLS[4][CMD]) is None:
+        return None
+    rc, out, _ = tools.run([Iptables.tool(4, CMD), "-w", WAIT_SECONDS, "-t", "filter", "-S", "FORWARD"])
+    if rc != 0:
+        return None
+    for line in out.decode(errors="replace").splitlines():
+        words = line.split()
+        if words[:3] == ["-P", "FORWARD", "DROP"]:
+            return "iptables' FORWARD policy is DROP"
+        if words[:2] == ["-A", "FORWARD"] and words[-2:] == ["-j", CNI_FORWARD]:
+            return f"iptables' FORWARD already jumps to {CNI_FORWARD}"
+    return None
