@@ -82,12 +82,46 @@ class Link:
     def up(self) -> bool:
         return bool(self.flags & IFF_UP)
 
+    # What the kernel reports in IFLA_INFO_DATA for links with a parent: read back by the
+    # interface plugins' CHECK (kind-specific; None when the link is of another kind).
+    @property
+    def macvlan_mode(self) -> str | None:
+        """``bridge``/``private``/``vepa``/``passthru``/``source`` of a macvlan, else None."""
+        return _mode_name(self.info.get("IFLA_MACVLAN_MODE"), MACVLAN_MODES) if self.kind == "macvlan" else None
+
+    @property
+    def ipvlan_mode(self) -> str | None:
+        """``l2``/``l3``/``l3s`` of an ipvlan, else None."""
+        return _mode_name(self.info.get("IFLA_IPVLAN_MODE"), IPVLAN_MODES) if self.kind == "ipvlan" else None
+
+    @property
+    def vlan_id(self) -> int | None:
+        """The 802.1Q VLAN ID of a vlan link, else None."""
+        v = self.info.get("IFLA_VLAN_ID") if self.kind == "vlan" else None
+        return v if isinstance(v, int) else None
+
+    @property
+    def bc_queue_len(self) -> int | None:
+        """A macvlan's broadcast queue length (kernel >= 5.11), else None."""
+        v = self.info.get("IFLA_MACVLAN_BC_QUEUE_LEN") if self.kind == "macvlan" else None
+        return v if isinstance(v, int) else None
+
     @property
     def promisc(self) -> bool:
         return bool(self.flags & IFF_PROMISC)
 
     def __repr__(self) -> str:
         return f"Link({self.name!r}, index={self.index}, kind={self.kind!r})"
+
+
+def _mode_name(value: object, modes: dict[str, int]) -> str | None:
+    """A mode as its name: pyroute2 decodes some modes to names, others to numbers."""
+    if isinstance(value, str):
+        return value.lower()
+    for name, number in modes.items():
+        if number == value:
+            return name
+    return None if value is None else str(value)
 
 
 def _ifinfo(index: int = 0, family: int = AF_UNSPEC, attrs: list | None = None, flags: int = 0, change: int = 0):
@@ -245,10 +279,13 @@ def _new_link_request(kind: str, name: str, *, parent: int = 0, netns_fd: int = 
 
 
 def macvlan_request(name: str, parent: int, mode: str = "bridge", *, netns_fd: int = -1, mtu: int = 0,
-                    mac: str = ""):
-    """A macvlan on ``parent`` in ``mode`` (MACVLAN_MODES)."""
-    return _new_link_request("macvlan", name, parent=parent, netns_fd=netns_fd, mtu=mtu, mac=mac,
-                             data=[("IFLA_MACVLAN_MODE", MACVLAN_MODES[mode])])
+                    mac: str = "", bc_queue_len: int = 0):
+    """A macvlan on ``parent`` in ``mode`` (MACVLAN_MODES); ``bc_queue_len`` 0 leaves the
+    kernel's broadcast queue length."""
+    data: list = [("IFLA_MACVLAN_MODE", MACVLAN_MODES[mode])]
+    if bc_queue_len:  # known to pyroute2 through cnilib.nl's map extension
+        data.append(("IFLA_MACVLAN_BC_QUEUE_LEN", bc_queue_len))
+    return _new_link_request("macvlan", name, parent=parent, netns_fd=netns_fd, mtu=mtu, mac=mac, data=data)
 
 
 def ipvlan_request(name: str, parent: int, mode: str = "l2", *, netns_fd: int = -1, mtu: int = 0):
@@ -303,6 +340,34 @@ def set_link_request(index: int, *, up: bool | None = None, promisc: bool | None
     if master is not None:
         attrs.append(("IFLA_MASTER", master))
     return _ifinfo(index, attrs=attrs, flags=flags, change=change)
+
+
+def rename_request(index: int, name: str, alias: str | None = None):
+    """RTM_NEWLINK renaming link ``index`` to ``name`` (the link must be down), with its
+    alias set in the same request when given."""
+    attrs: list = [("IFLA_IFNAME", name)]
+    if alias is not None:
+        attrs.append(("IFLA_IFALIAS", alias))
+    return _ifinfo(index, attrs=attrs)
+
+
+def rename(sock: nl.Socket, index: int, name: str, alias: str | None = None) -> None:
+    """Rename link ``index`` (NetlinkError EEXIST when ``name`` is taken)."""
+    sock.request(rename_request(index, name, alias), nl.RTM_NEWLINK)
+
+
+def move_request(index: int, netns_fd: int, name: str = ""):
+    """RTM_NEWLINK moving link ``index`` into the namespace open at ``netns_fd`` (renamed
+    to ``name`` on the way, when given)."""
+    attrs: list = [("IFLA_NET_NS_FD", netns_fd)]
+    if name:
+        attrs.append(("IFLA_IFNAME", name))
+    return _ifinfo(index, attrs=attrs)
+
+
+def move_to_netns(sock: nl.Socket, index: int, netns_fd: int, name: str = "") -> None:
+    """Move link ``index`` into another network namespace (see ``move_request``)."""
+    sock.request(move_request(index, netns_fd, name), nl.RTM_NEWLINK)
 
 
 def bridge_port_request(index: int, *, hairpin: bool | None = None, isolated: bool | None = None,

@@ -1,9 +1,9 @@
 """A lean rtnetlink client: pyroute2's message classes, a small synchronous socket of ours.
 
-``import pyroute2`` costs ~250 ms here: the package root imports every module it has
-(IPRoute, NDB, asyncio, multiprocessing...). A plugin needs three message classes
-(``ifinfmsg``, ``ifaddrmsg``, ``rtmsg``) and a blocking request/ack loop, so ``load()``
-imports exactly those, in ~15 ms:
+``import pyroute2`` costs more than ten plugin start-ups: the package root imports every
+module it has (IPRoute, NDB, asyncio, multiprocessing...). A plugin needs three message
+classes (``ifinfmsg``, ``ifaddrmsg``, ``rtmsg``) and a blocking request/ack loop, so
+``load()`` imports exactly those (README, "What the code avoids, measured"):
 
 - the package root and ``pyroute2.config`` (which imports ``multiprocessing`` and runs
   ``uname``) are stand-ins holding what the message modules read; they turn into the real
@@ -11,7 +11,7 @@ imports exactly those, in ~15 ms:
   ``from pyroute2 import IPRoute`` in the same process still works;
 - while the message modules import, the standard modules they import but do not use at
   import time (``logging``, ``traceback``, ``pkgutil``, ``threading``, ``socket``,
-  ``typing``: ~35 ms together, mostly ``logging`` -> ``re`` and ``typing``) are stand-ins
+  ``typing``: mostly ``logging`` -> ``re`` and ``typing``) are stand-ins
   too: what is read at import time is provided (``getLogger`` returning a logger that
   resolves on use, ``_thread`` locks, ``_socket``'s address functions, inert typing
   constructs for annotations) and anything else resolves to the real module on first use.
@@ -210,8 +210,27 @@ def load() -> dict:
             if sys.modules.get(name) is mod:
                 del sys.modules[name]
 
+    _extend_macvlan_map(ifinfmsg)
     _classes = {"ifinfmsg": ifinfmsg, "ifaddrmsg": ifaddrmsg, "rtmsg": rtmsg}
     return _classes
+
+
+def _extend_macvlan_map(ifinfmsg) -> None:
+    """Teach pyroute2 IFLA_MACVLAN_BC_QUEUE_LEN and _USED (attributes 7 and 8, kernel >=
+    5.11; pyroute2 0.9 knows macvlan attributes up to 6) through its public link-kind
+    registry, so requests carry macvlan's ``bcqueuelen`` and answers decode it. Done here,
+    before any message exists: pyroute2 keeps the class it first encoded or decoded a
+    kind's data with."""
+    base = ifinfmsg.ifinfo.data_map.get("macvlan")
+    if base is None:
+        return
+    names = [entry[0] for entry in base.nla_map]
+    # Positions are attribute numbers: extend only the map we know (7 entries, 0-6).
+    if "IFLA_MACVLAN_BC_QUEUE_LEN" in names or len(names) != 7 or isinstance(base.nla_map[0][0], int):
+        return
+    data = type("macvlan_data", (base,), {"nla_map": tuple(base.nla_map) + (
+        ("IFLA_MACVLAN_BC_QUEUE_LEN", "uint32"), ("IFLA_MACVLAN_BC_QUEUE_LEN_USED", "uint32"))})
+    ifinfmsg.ifinfo.register_link_kind(module={"macvlan": data})
 
 
 def msg(kind: str, fields: dict | None = None, attrs: list | None = None):

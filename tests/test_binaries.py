@@ -150,7 +150,7 @@ def _bundles(dest) -> list[str]:
 
 
 def test_install_puts_a_versioned_bundle_and_links_and_replaces_them_atomically(our_bin, tmp_path):
-    dest = _dest_with(our_bin, tmp_path, "macvlan", "someone else's plugin\n")
+    dest = _dest_with(our_bin, tmp_path, "vendor-plugin", "someone else's plugin\n")
     p = _install(our_bin, str(dest))
     assert p.returncode == 0, p.stderr
     bundles = _bundles(dest)
@@ -159,7 +159,7 @@ def test_install_puts_a_versioned_bundle_and_links_and_replaces_them_atomically(
         assert os.readlink(dest / plugin) == f"{bundles[0]}/cnipy"
         out = run_plugin(str(dest / plugin), "VERSION", {"cniVersion": "1.0.0"})
         assert out.ok, out
-    assert (dest / "macvlan").read_text() == "someone else's plugin\n"
+    assert (dest / "vendor-plugin").read_text() == "someone else's plugin\n"
     # Reinstalling the same build keeps the bundle; a changed build replaces it.
     assert _install(our_bin, str(dest)).returncode == 0
     assert _bundles(dest) == bundles

@@ -5,6 +5,7 @@ file touched."""
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -69,7 +70,10 @@ def test_frozen_name_table_has_it(tree, tmp_path):
     code = ("import sys; sys.path.insert(0, 'build'); import freeze; "
             f"print(open(freeze.write_entry_point(freeze.plugin_names(), {str(tmp_path)!r})).read())")
     text = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True, check=True).stdout
-    assert "PLUGINS: tuple[str, ...] = ('bridge', 'echo', 'host-local', 'loopback', 'portmap')" in text, text
+    names = subprocess.run([sys.executable, "-c", "import plugins; print(plugins.names())"], cwd=tree,
+                           capture_output=True, text=True, check=True).stdout
+    assert "'echo'" in names and "'bridge'" in names, names
+    assert f"PLUGINS: tuple[str, ...] = {tuple(ast.literal_eval(names))!r}" in text, text
 
 
 def test_harness_picks_it_up_with_its_kind(tree, tmp_path):
