@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import NS_TAG, OUR_BIN, PLAIN_PATH, REF_BIN, Netns
+from tests.kernel_features import needs
 
 VERBS = ["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"]
 EXAMPLES = int(os.environ.get("CNI_FUZZ_EXAMPLES", "100"))
@@ -114,6 +115,42 @@ def seeds(plugin: str, data_dir: str, resolv: str) -> list[dict]:
              "runtimeConfig": {"portMappings": [{"hostPort": 18092, "containerPort": 8080, "protocol": "sctp",
                                                  "hostIP": "0.0.0.0"}]},
              "prevResult": prev("0.3.1")},
+        ]
+    if plugin in ("macvlan", "ipvlan", "vlan"):
+        extra = {"macvlan": {"mode": "bridge"}, "ipvlan": {"mode": "l2"}, "vlan": {"vlanId": 42}}[plugin]
+        ipam = {"type": "host-local", "subnet": "10.74.0.0/24", "dataDir": data_dir}
+        return [
+            {"cniVersion": "1.1.0", "name": f"fuzz-{plugin}", "type": plugin, "master": FUZZ_MASTER,
+             "mtu": 1400, "ipam": ipam, **extra},
+            {"cniVersion": "1.0.0", "name": f"fuzz-{plugin}2", "type": plugin, "master": FUZZ_MASTER,
+             "ipam": ipam, **extra},
+        ]
+    if plugin == "tuning":
+        return [
+            {"cniVersion": "1.1.0", "name": "fuzz-tu", "type": "tuning", "sysctl": {"net.ipv4.ip_forward": "1"},
+             "dataDir": os.path.join(data_dir, "tuning"), "prevResult": PREV_100},
+            {"cniVersion": "1.0.0", "name": "fuzz-tu2", "type": "tuning",
+             "sysctl": {"net/core/somaxconn": "512"}, "prevResult": PREV_100},
+        ]
+    if plugin == "bandwidth":  # no rate: the result passes through, nothing is made
+        return [
+            {"cniVersion": "1.1.0", "name": "fuzz-bw", "type": "bandwidth", "capabilities": {"bandwidth": True},
+             "runtimeConfig": {"bandwidth": {}}, "prevResult": PREV_100},
+            # 0.3.1: the reference runs it too (its CHECK wants a veth even with nothing to shape)
+            {"cniVersion": "0.3.1", "name": "fuzz-bw2", "type": "bandwidth",
+             "prevResult": dict(PREV_100, cniVersion="0.3.1",
+                                ips=[{"version": "4", "interface": 0, "address": "127.0.0.1/8"}])},
+        ]
+    if plugin == "firewall":
+        prev = {"cniVersion": "1.0.0", "interfaces": [
+            {"name": "fzbr0", "mac": "02:00:00:00:00:01"},
+            {"name": "eth0", "mac": "02:00:00:00:00:02", "sandbox": "/var/run/netns/x"}],
+            "ips": [{"address": "10.73.0.5/24", "gateway": "10.73.0.1", "interface": 1}], "dns": {}}
+        return [
+            {"cniVersion": "1.1.0", "name": "fuzz-fw", "type": "firewall", "backend": "",
+             "ingressPolicy": "same-bridge", "prevResult": dict(prev, cniVersion="1.1.0")},
+            {"cniVersion": "1.0.0", "name": "fuzz-fw2", "type": "firewall", "backend": "iptables",
+             "prevResult": prev},
         ]
     return [{"cniVersion": "1.1.0", "name": "fuzz-net", "type": plugin}]
 
@@ -255,12 +292,16 @@ def _machine_snapshot() -> dict:
 # Plugins run inside a throwaway "host" namespace made for this module, never in the
 # machine's own: a fuzzed bridge config without "bridge" would otherwise create cni0 there.
 _HOST: dict[str, str] = {}
+FUZZ_MASTER = "fzm0"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def fuzz_host_netns():
     name = f"{FUZZ_NS_PREFIX}h-{NS_TAG}-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True)
+    # A stand-in NIC for the plugins that hang a link off a master (macvlan, ipvlan, vlan).
+    subprocess.run(["ip", "-n", name, "link", "add", FUZZ_MASTER, "type", "veth", "peer", "name", "fzm1"], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", FUZZ_MASTER, "up"], check=True)
     _HOST["name"] = name
     try:
         yield name
@@ -395,7 +436,13 @@ def test_every_plugin_is_fuzzed(plugin_list):
     assert plugin_list == PLUGINS
 
 
-@pytest.mark.parametrize("plugin", PLUGINS or ["(none)"])
+def _with_kernel_needs(plugins: list[str]) -> list:
+    """ipvlan and vlan seeds can only be valid on a kernel with those links: VM lane."""
+    kinds = {"ipvlan": "ipvlan", "vlan": "vlan"}
+    return [pytest.param(p, marks=needs(kinds[p])) if p in kinds else p for p in plugins]
+
+
+@pytest.mark.parametrize("plugin", _with_kernel_needs(PLUGINS) or ["(none)"])
 def test_seed_configs_are_valid(our_bin, plugin, tmp_path, netns):
     """The seeds really are valid configs (for the reference too, where it has the plugin),
     so mutations start from configs that get far into the plugin."""
@@ -406,7 +453,7 @@ def test_seed_configs_are_valid(our_bin, plugin, tmp_path, netns):
     for i, seed in enumerate(seeds(plugin, box.data_dir, box.resolv)):
         env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": f"seed{i}", "CNI_NETNS": netns.path, "CNI_IFNAME": "eth0",
                "CNI_PATH": our_bin, "CNI_ARGS": ""}
-        if plugin == "loopback":
+        if plugin in ("loopback", "tuning"):  # tuning's seeds tune the prevResult's interface, lo
             env["CNI_IFNAME"] = "lo"
         for bin_dir in (our_bin, REF_BIN):
             b = os.path.join(bin_dir, plugin)
