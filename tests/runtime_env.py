@@ -74,10 +74,18 @@ def ulimits() -> list[str]:
 
 class Podman:
     """podman with a private configuration, storage and mount namespace; CNI backend on
-    ``cni_bin``, networks from ``self.net_dir``."""
+    ``cni_bin``, networks from ``self.net_dir``.
 
-    def __init__(self, root: str, cni_bin: str) -> None:
+    ``netns``: a named network namespace (a throwaway "node") podman runs in, so the
+    bridges, veths, firewall rules and host ports it makes are that namespace's; its mount
+    namespace then also gets a sysfs of that network namespace (plugins and runc read
+    ``/sys/class/net``), and ``/usr/lib/cni`` (the reference plugins) and ``/opt/cni/bin``
+    are empty there: only ``cni_bin``'s plugins can run. Without it podman runs in the
+    machine's network namespace (what tests/test_runtimes.py does)."""
+
+    def __init__(self, root: str, cni_bin: str, *, netns: str | None = None) -> None:
         self.root = root
+        self.netns = netns
         self.net_dir = os.path.join(root, "cni-net.d")
         self.storage = os.path.join(root, "storage")
         for d in ("cni-net.d", "storage", "runroot", "tmp", "imgtmp", "home", "ipam"):
@@ -120,9 +128,21 @@ class Podman:
                     "CONTAINERS_CONF": os.path.join(root, "containers.conf"),
                     "CONTAINERS_STORAGE_CONF": os.path.join(root, "storage.conf"),
                     "CONTAINERS_REGISTRIES_CONF": os.path.join(root, "registries.conf")}
-        self.ns = PrivateMounts(root, [f"shadow /run {' '.join(RUN_PRIVATE)}",
-                                       f"shadow /var/lib {' '.join(VAR_LIB_PRIVATE)}"],
-                                ["sleep", "infinity"])
+        plan = [f"shadow /run {' '.join(RUN_PRIVATE)}", f"shadow /var/lib {' '.join(VAR_LIB_PRIVATE)}"]
+        if netns:
+            os.makedirs(os.path.join(root, "empty"), exist_ok=True)
+            os.makedirs(os.path.join(root, "cg"), exist_ok=True)
+            plan = [
+                # A sysfs of this network namespace, keeping the machine's cgroup mounts (runc).
+                'm --rbind /sys/fs/cgroup "$R/cg"', "m -t sysfs cnipy-sysfs /sys", 'm --move "$R/cg" /sys/fs/cgroup',
+                *plan,
+                'for d in /usr/lib/cni /opt/cni/bin; do if [ -d $d ]; then m --bind "$R/empty" $d; fi; done',
+            ]
+        # A later instance on the same root (storage and image kept) must wait for its own
+        # namespace to be ready, not find the previous one's marker.
+        if os.path.exists(os.path.join(root, "ns.ready")):
+            os.unlink(os.path.join(root, "ns.ready"))
+        self.ns = PrivateMounts(root, plan, ["sleep", "infinity"], netns=netns)
         try:
             info = json.loads(self.podman("info", "--format", "json").stdout)
             store = info.get("store", {})
