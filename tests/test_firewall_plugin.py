@@ -228,8 +228,9 @@ def test_check_passes_then_fails_after_a_manual_deletion(host, backend):
     assert host.fw("ADD", conf).ok
     assert host.fw("CHECK", conf).ok
     if backend == "iptables":
-        host.ns.run("iptables", "-D", "CNI-FORWARD", "-s", "10.88.0.5/32", "-m", "comment", "--comment", tag("c1"),
-                    "-j", "ACCEPT")
+        # With an ingress policy the comment also names the policy and bridge (DEL finds them).
+        host.ns.run("iptables", "-D", "CNI-FORWARD", "-s", "10.88.0.5/32", "-m", "comment", "--comment",
+                    tag("c1") + "/same-bridge/cni0", "-j", "ACCEPT")
     else:
         host.ns.run("nft", "delete", "element", "inet", "cnipy_firewall", "allow4", "{ 10.88.0.5 }")
     out = host.fw("CHECK", conf)
@@ -262,6 +263,94 @@ def test_gc_removes_rules_of_attachments_not_listed(host, backend):
     assert host.fw("CHECK", ca, cid="a").ok
     for cid, c in (("a", ca), ("z", other_net)):
         assert host.fw("DEL", c, cid=cid).ok
+
+
+def _isolation_of(host: Host, backend: str, bridge: str) -> list[str]:
+    """The lines of the host's firewall state naming ``bridge`` (isolation entries)."""
+    return [line for line in host.rules(backend).splitlines() if bridge in line]
+
+
+@pytest.mark.parametrize("with_prev", [True, False], ids=["prevResult", "no-prevResult"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_del_of_the_last_attachment_removes_its_bridges_isolation(host, backend, with_prev):
+    """Isolation is shared by a bridge's attachments: DEL of one keeps it, DEL of the last
+    removes every entry of that bridge, so an open network reusing the name is not isolated."""
+    host.make_outside([SUB_A, SUB_B])
+    keys = {"backend": backend, "ingressPolicy": "same-bridge"}
+    a1, ra1 = host.attach(BR_A, SUB_A, "a1", **keys)
+    a2, ra2 = host.attach(BR_A, SUB_A, "a2", **keys)
+    b1, rb1 = host.attach(BR_B, SUB_B, "b1", **keys)
+    assert ping(a1, OUT_ADDR), "control: the outside is reachable"
+    assert not ping(a1, ip_of(rb1)) and not ping(b1, ip_of(ra2)), "between the bridges it is dropped"
+
+    def fw_del(cid: str, ctr, res: dict) -> None:
+        out = host.fw("DEL", Host.fw_conf(res if with_prev else None, **keys), ctr, cid=cid,
+                      netns=None if with_prev else "")
+        assert out.ok and out.stdout == b"", out
+        assert host.run("bridge", "DEL", host.bridge_conf(BR_A, SUB_A), ctr, cid=cid).ok
+
+    fw_del("a1", a1, ra1)
+    assert _isolation_of(host, backend, BR_A), "a2 still uses bridge A's isolation"
+    assert host.fw("CHECK", Host.fw_conf(ra2, **keys), a2, cid="a2").ok
+    assert not ping(a2, ip_of(rb1)) and not ping(b1, ip_of(ra2)), "still isolated after the first DEL"
+    fw_del("a2", a2, ra2)
+    assert _isolation_of(host, backend, BR_A) == [], "the last DEL removes the bridge's isolation"
+    assert _isolation_of(host, backend, BR_B), "bridge B keeps its own"
+    assert host.fw("CHECK", Host.fw_conf(rb1, **keys), b1, cid="b1").ok
+    # An open network reusing bridge A's name (as podman does) reaches bridge B's containers.
+    a3, _ = host.attach(BR_A, SUB_A, "a3", backend=backend)
+    assert ping(a3, ip_of(rb1)), "bridge A is no longer isolating"
+    host.detach(BR_A, SUB_A, "a3", a3, backend=backend)
+    host.detach(BR_B, SUB_B, "b1", b1, backend=backend)
+    assert _isolation_of(host, backend, BR_B) == []
+    assert "cnipy:" not in host.rules(backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_isolated_policy_goes_with_its_last_attachment(host, backend):
+    """A bridge's `isolated` entry goes once no remaining attachment asks for it; its
+    same-bridge isolation stays while one still uses it."""
+    iso = Host.fw_conf(prev_result(["10.88.0.5/24"], bridge="fwiso"), backend=backend, ingressPolicy="isolated")
+    same = Host.fw_conf(prev_result(["10.88.0.6/24"], bridge="fwiso"), backend=backend, ingressPolicy="same-bridge")
+    assert host.fw("ADD", iso, cid="i").ok and host.fw("ADD", same, cid="s").ok
+
+    def state() -> tuple[bool, bool]:
+        """(the bridge's isolated entry is there, its same-bridge isolation is there)"""
+        if backend == "iptables":
+            text = host.iptables(4)
+            return "-i fwiso -o fwiso" in text, "-i fwiso ! -o fwiso" in text
+        def nft_set(name: str) -> str:
+            return host.ns.run("nft", "list", "set", "inet", "cnipy_firewall", name)
+        return "fwiso" in nft_set("isolated"), "fwiso" in nft_set("bridges") and "fwiso" in nft_set("isolating")
+
+    assert state() == (True, True)
+    assert host.fw("DEL", Host.fw_conf(None, backend=backend), cid="i", netns="").ok
+    assert host.fw("CHECK", same, cid="s").ok
+    assert state() == (False, True)
+    assert host.fw("DEL", Host.fw_conf(None, backend=backend), cid="s", netns="").ok
+    assert _isolation_of(host, backend, "fwiso") == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gc_drops_isolation_of_bridges_whose_attachments_are_gone(host, backend):
+    keys = {"backend": backend, "ingressPolicy": "same-bridge"}
+    gone = Host.fw_conf(prev_result(["10.88.0.5/24"], bridge="fwgca"), **keys)
+    kept = Host.fw_conf(prev_result(["10.88.1.5/24"], bridge="fwgcb"), **keys)
+    shared = Host.fw_conf(prev_result(["10.88.2.5/24"], bridge="fwgcc"), **keys)
+    other_net = dict(Host.fw_conf(prev_result(["10.88.2.6/24"], bridge="fwgcc"), **keys), name="othernet")
+    for cid, c in (("g", gone), ("k", kept), ("s", shared), ("z", other_net)):
+        assert host.fw("ADD", c, cid=cid).ok
+    gc = Host.fw_conf(None, "1.1.0", backend=backend,
+                      **{"cni.dev/valid-attachments": [{"containerID": "k", "ifname": "eth0"}]})
+    out = host.fw("GC", gc)
+    assert out.ok and out.stdout == b"", out
+    assert _isolation_of(host, backend, "fwgca") == [], "no attachment uses bridge fwgca any more"
+    assert _isolation_of(host, backend, "fwgcb") and _isolation_of(host, backend, "fwgcc")
+    assert host.fw("CHECK", kept, cid="k").ok and host.fw("CHECK", other_net, cid="z").ok
+    for cid, c in (("k", kept), ("z", other_net)):
+        assert host.fw("DEL", c, cid=cid).ok
+    for br in ("fwgcb", "fwgcc"):
+        assert _isolation_of(host, backend, br) == []
 
 
 # -- versions, tools ---------------------------------------------------------------------

@@ -242,10 +242,6 @@ def test_isolated_networks_do_not_talk(node):
         assert_containers_left_nothing(node, net, doc["network_interface"], list(ids.values()))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="firewall DEL keeps a bridge's isolation rules (shared by its attachments, nothing "
-                   "records when the last one goes) and podman network rm calls no plugin: the removed bridge "
-                   "stays isolating, and podman gives its name to the next network")
 def test_network_rm_of_an_isolated_network_leaves_no_rule(node):
     """After `podman network rm` of an isolated network, no rule names its bridge: a network
     created later with the same bridge name is not isolated by it."""

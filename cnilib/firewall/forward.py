@@ -15,8 +15,10 @@ reference's ``ingressPolicy``:
   hook only with ``br_netfilter``'s ``bridge-nf-call-iptables`` on, as in the reference).
 
 Isolation state is per bridge and shared by every attachment on it (as the reference's
-``CNI-ISOLATION-STAGE-*`` rules): DEL leaves it, since another container may still use
-the bridge and nothing records that none does.
+``CNI-ISOLATION-STAGE-*`` rules). Each attachment with a policy records its bridge and
+policy in its own owner-tagged state, so DEL (even without prevResult) and GC remove a
+bridge's isolation once no remaining attachment, of any network, uses it: a bridge name a
+later network reuses (podman does) is not left isolated.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ reference's; administrators keep their own rules in the admin chain, never writt
     -A FORWARD -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j CNI-ISOLATION-STAGE-1
     -A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD
     -A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN
-    # per container address; the owner's tag as comment is ours (the reference's have none)
+    # per container address; the owner's tag as comment is ours (the reference's have none);
+    # with an ingress policy the comment is "<tag>/<policy>/<bridge>": the isolation it uses
     -A CNI-FORWARD -d IP/32 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "<tag>" -j ACCEPT
     -A CNI-FORWARD -s IP/32 -m comment --comment "<tag>" -j ACCEPT
     # ingressPolicy same-bridge / isolated, per bridge, shared by its containers
@@ -21,8 +22,11 @@ Shared chains are created (and the jumps into them inserted at the top) only whe
 missing: with ``--noflush`` a ``:CHAIN`` line would flush an existing chain, the admin's
 included. The tag lets DEL and GC find an owner's rules without prevResult; given
 prevResult's addresses, DEL also removes the reference's untagged rules for them (an
-attachment the reference plugin made). Isolation rules stay when containers go (another
-one may use the bridge), as the reference's do.
+attachment the reference plugin made). A bridge's isolation rules are shared by its
+attachments: DEL and GC remove them (in the same restore) once no tagged rule of any
+network names the bridge in its comment any more; the ``isolated`` DROP goes once no
+remaining attachment asks for ``isolated`` (the reference never removes them, so a
+bridge name reused by a later network stays isolated).
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ from cnilib.firewall.iptables.listing import Table, split
 from cnilib.firewall.iptables.runner import CMD, LOCK_NAME, TOOLS, WAIT_SECONDS, Iptables, filter_batch
 from cnilib.ip import IP, parse_cidr
 from cnilib.owner import Owner, gc_doomed, kept_tags, network_part
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CNI_FORWARD = "CNI-FORWARD"
 STAGE1 = "CNI-ISOLATION-STAGE-1"
@@ -66,13 +74,26 @@ def admin_jump(admin: str) -> str:
     return f"-A {CNI_FORWARD} {_c(ADMIN_COMMENT)} -j {admin}"
 
 
-def owner_lines(owner: Owner, addresses: list[IP]) -> list[str]:
+def owner_comment(owner: Owner, bridge: str | None = None, policy: str = "open") -> str:
+    """The comment of the owner's rules: its tag, and for an ingress policy
+    ``/<policy>/<bridge>`` (neither a tag nor a bridge name holds ``/``, nor a space)."""
+    return owner.tag if not bridge else f"{owner.tag}/{policy}/{bridge}"
+
+
+def parse_comment(comment: str) -> tuple[str, tuple[str, str] | None]:
+    """(tag, (bridge, policy) or None) of an owner rule's comment."""
+    parts = comment.split("/")
+    if len(parts) == 3 and parts[1] and parts[2]:
+        return parts[0], (parts[2], parts[1])
+    return comment, None
+
+
+def owner_lines(owner: Owner, addresses: list[IP], bridge: str | None = None, policy: str = "open") -> list[str]:
     """The owner's accept rules, as ``iptables -S`` prints them."""
-    out = []
+    out, c = [], _c(owner_comment(owner, bridge, policy))
     for ip in addresses:
-        out.append(f"-A {CNI_FORWARD} -d {_host(ip)} -m conntrack --ctstate RELATED,ESTABLISHED "
-                   f"{_c(owner.tag)} -j ACCEPT")
-        out.append(f"-A {CNI_FORWARD} -s {_host(ip)} {_c(owner.tag)} -j ACCEPT")
+        out.append(f"-A {CNI_FORWARD} -d {_host(ip)} -m conntrack --ctstate RELATED,ESTABLISHED {c} -j ACCEPT")
+        out.append(f"-A {CNI_FORWARD} -s {_host(ip)} {c} -j ACCEPT")
     return out
 
 
@@ -127,7 +148,44 @@ def _insert(line: str) -> str:
 
 def _owned(owner: Owner, table: Table) -> list[str]:
     """Delete lines for the owner's rules, by their exact text."""
-    return ["-D" + r.line[2:] for r in table.rules if r.chain == CNI_FORWARD and r.comment == owner.tag]
+    return _doomed_lines(table, lambda tag: tag == owner.tag)
+
+
+def _doomed_lines(table: Table, doomed: Callable[[str], bool]) -> list[str]:
+    """Delete lines for the tagged rules whose tag ``doomed(tag)`` is true."""
+    return ["-D" + r.line[2:] for r in table.rules
+            if r.chain == CNI_FORWARD and r.comment and doomed(parse_comment(r.comment)[0])]
+
+
+def release_isolation(table: Table, doomed: Callable[[str], bool],
+                      staying: tuple[str, str] | None = None) -> list[str]:
+    """Delete lines for the isolation rules of the bridges the doomed owners' rules name
+    (``doomed(tag)`` true) that no other tagged rule (any network) nor ``staying`` (bridge,
+    policy: what is being added) still uses; the ``isolated`` DROP of a bridge still used
+    goes when none of its users asks for ``isolated``."""
+    released: set[str] = set()
+    users: dict[str, set[str]] = {}
+    for r in table.rules:
+        if r.chain != CNI_FORWARD or not r.comment:
+            continue
+        tag, iso = parse_comment(r.comment)
+        if iso is None:
+            continue
+        if doomed(tag):
+            released.add(iso[0])
+        else:
+            users.setdefault(iso[0], set()).add(iso[1])
+    if staying is not None:
+        users.setdefault(staying[0], set()).add(staying[1])
+    gone: set[tuple[str, ...]] = set()
+    for bridge in released:
+        policies = users.get(bridge)
+        if not policies:
+            gone |= {canonical(split(x)) for chain, xs in isolation_lines(bridge, "isolated").items()
+                     if chain != "FORWARD" for x in xs}
+        elif "isolated" not in policies:
+            gone.add(canonical(split(isolation_lines(bridge, "isolated")[STAGE1][0])))
+    return ["-D" + r.line[2:] for r in table.rules if r.chain in (STAGE1, STAGE2) and canonical(r.tokens) in gone]
 
 
 def plan_add(owner: Owner, spec: ForwardSpec, version: int, table: Table) -> list[str]:
@@ -135,7 +193,7 @@ def plan_add(owner: Owner, spec: ForwardSpec, version: int, table: Table) -> lis
     with the shared chains and jumps that are missing."""
     addresses = spec.family(version)
     if not addresses:
-        return _owned(owner, table)
+        return _owned(owner, table) + release_isolation(table, lambda tag: tag == owner.tag)
     have = _have(table)
     lines = [f":{c} - [0:0]" for c in (CNI_FORWARD, spec.admin_chain) if c not in table.chains]
     inserts = []
@@ -144,19 +202,22 @@ def plan_add(owner: Owner, spec: ForwardSpec, version: int, table: Table) -> lis
     if not _present(admin_jump(spec.admin_chain), have):
         inserts.append(_insert(admin_jump(spec.admin_chain)))
     appends: list[str] = []
+    old = release_isolation(table, lambda tag: tag == owner.tag,
+                            (spec.bridge, spec.policy) if spec.bridge else None)
     if spec.bridge:
         lines += [f":{c} - [0:0]" for c in (STAGE1, STAGE2) if c not in table.chains]
         # Inserted after the CNI-FORWARD jump, so that STAGE-1 comes first in FORWARD.
         for chain_lines in isolation_lines(spec.bridge, spec.policy).values():
             inserts += [_insert(x) for x in reversed(chain_lines) if not _present(x, have)]
         appends += [x for x in returns().values() if not _present(x, have)]
-    return lines + inserts + appends + _owned(owner, table) + owner_lines(owner, addresses)
+    return (lines + inserts + appends + _owned(owner, table) + old
+            + owner_lines(owner, addresses, spec.bridge, spec.policy))
 
 
 def plan_del(owner: Owner, spec: ForwardSpec | None, version: int, table: Table) -> list[str]:
     """Delete lines for the owner's rules, and (``spec`` known) the reference's untagged
-    rules for its addresses."""
-    lines = _owned(owner, table)
+    rules for its addresses; then the isolation of its bridge when no one else uses it."""
+    lines = _owned(owner, table) + release_isolation(table, lambda tag: tag == owner.tag)
     if spec is not None:
         wanted = {canonical(split(x)) for x in reference_lines(spec.family(version))}
         lines += ["-D" + r.line[2:] for r in table.rules
@@ -166,7 +227,11 @@ def plan_del(owner: Owner, spec: ForwardSpec | None, version: int, table: Table)
 
 def plan_gc(network: str, keep: set[tuple[str, str]], table: Table) -> list[str]:
     net, kept = network_part(network), kept_tags(network, keep)
-    return ["-D" + r.line[2:] for r in table.rules if r.chain == CNI_FORWARD and gc_doomed(r.comment, net, kept)]
+
+    def doomed(tag: str) -> bool:
+        return gc_doomed(tag, net, kept)
+
+    return _doomed_lines(table, doomed) + release_isolation(table, doomed)
 
 
 def check_problems(owner: Owner, spec: ForwardSpec, version: int, table: Table) -> list[str]:
@@ -174,7 +239,8 @@ def check_problems(owner: Owner, spec: ForwardSpec, version: int, table: Table) 
     have = _have(table)
     problems = [f"chain {c} (IPv{version}) is missing" for c in (CNI_FORWARD, spec.admin_chain)
                 if c not in table.chains]
-    want = [forward_jump(), admin_jump(spec.admin_chain)] + owner_lines(owner, spec.family(version))
+    want = [forward_jump(), admin_jump(spec.admin_chain)] + owner_lines(owner, spec.family(version), spec.bridge,
+                                                                        spec.policy)
     if spec.bridge:
         want += [x for xs in isolation_lines(spec.bridge, spec.policy).values() for x in xs]
     problems += [f"missing (IPv{version}): {x}" for x in want if not _present(x, have)]

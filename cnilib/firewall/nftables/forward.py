@@ -9,6 +9,8 @@ Layout (table ``inet cnipy_firewall``)::
     set isolating { type ifname }               # bridges with ingressPolicy same-bridge or isolated
     set bridges   { type ifname . ifname }      # BR . BR of each isolating bridge
     set isolated  { type ifname . ifname }      # BR . BR of each isolated bridge
+    set bridge_users { type ipv6_addr . ifname . ifname }   # H . BR . policy per attachment
+                                                # with an ingress policy (comment = tag)
     chain forward { type filter hook forward priority filter; policy accept;
         jump isolation
         jump CNI-FORWARD }
@@ -35,9 +37,12 @@ An attachment is elements only: its addresses in ``allow4``/``allow6`` and its m
 ``owners``, each commented with its tag. ADD is one exec when the table exists (``create``
 of the elements: a re-ADD fails on the marker, an address another owner holds on its
 element; then the table is read and the owner's state replaced exactly, the address
-passing to this owner). The bridge's isolation elements are shared by its attachments and
-stay when they go, as the iptables rules do. DEL reads the table and deletes the
-elements commented with the owner's tag (prevResult not needed).
+passing to this owner). The bridge's isolation elements are shared by its attachments;
+each attachment with an ingress policy records its bridge and policy in ``bridge_users``.
+DEL reads the table and deletes the elements commented with the owner's tag (prevResult
+not needed) and, in the same transaction, the isolation elements of its bridge when no
+other ``bridge_users`` element (any network) names it (``isolated`` when none asks for
+``isolated``); GC likewise for the attachments it drops.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ ISOLATION = "isolation"
 CNI_FORWARD = "CNI-FORWARD"
 ALLOW = {4: "allow4", 6: "allow6"}
 ISOLATING, BRIDGES, ISOLATED = "isolating", "bridges", "isolated"
+USERS = "bridge_users"  # H . bridge . policy, comment = the owner's tag
 _PROTO = {4: "ip", 6: "ip6"}
 _KEY_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
 
@@ -139,6 +145,7 @@ def skeleton(st: Listing | None, admin: str) -> list[dict]:
     cmds.append({"add": {"set": _obj(name=ISOLATING, type="ifname")}})
     for name in (BRIDGES, ISOLATED):
         cmds.append({"add": {"set": _obj(name=name, type=["ifname", "ifname"])}})
+    cmds.append({"add": {"set": _obj(name=USERS, type=["ipv6_addr", "ifname", "ifname"])}})
     cmds.append({"add": {"chain": _obj(name=BASE, type="filter", hook="forward", prio=0)}})
     for name in (ISOLATION, CNI_FORWARD, admin):
         cmds.append({"add": {"chain": _obj(name=name)}})
@@ -163,6 +170,8 @@ def owner_elements(owner: Owner, spec: ForwardSpec, verb: str = "create") -> lis
                                                                                     "comment": tag}}])}})
     if spec.bridge:
         br = spec.bridge
+        cmds.append({verb: {"element": _obj(name=USERS, elem=[{"elem": {
+            "val": {"concat": [owner_key(owner), br, spec.policy]}, "comment": tag}}])}})
         cmds.append({"add": {"element": _obj(name=ISOLATING, elem=[br])}})
         cmds.append({"add": {"element": _obj(name=BRIDGES, elem=[{"concat": [br, br]}])}})
         if spec.policy == "isolated":
@@ -181,6 +190,42 @@ def drop_elements(st: Listing, doomed: set[str], extra: set[tuple[int, str]] = f
     for key, comment in sorted(st.owners.items()):
         if comment in doomed:
             cmds.append({"delete": {"element": _obj(name=OWNERS, elem=[key])}})
+    for key, comment in sorted(_users(st).items()):
+        if comment in doomed:
+            cmds.append({"delete": {"element": _obj(name=USERS, elem=[{"concat": list(key)}])}})
+    return cmds
+
+
+def _users(st: Listing) -> dict[tuple[str, str, str], str]:
+    """``bridge_users``: (H, bridge, policy) -> the owner's tag."""
+    return {k: c for k, c in st.sets.get(USERS, {}).items() if isinstance(k, tuple) and len(k) == 3}
+
+
+def release_isolation(st: Listing, doomed: set[str], staying: tuple[str, str] | None = None) -> list[dict]:
+    """Delete the isolation elements of the bridges the ``doomed`` owners used that no
+    other ``bridge_users`` element (any network) nor ``staying`` (bridge, policy: what is
+    being added) still uses; a still-used bridge's ``isolated`` pair goes when none of its
+    users asks for ``isolated``."""
+    released: set[str] = set()
+    users: dict[str, set[str]] = {}
+    for (_, br, policy), comment in _users(st).items():
+        if comment in doomed:
+            released.add(br)
+        else:
+            users.setdefault(br, set()).add(policy)
+    if staying is not None:
+        users.setdefault(staying[0], set()).add(staying[1])
+    cmds: list[dict] = []
+    for br in sorted(released):
+        policies = users.get(br, set())
+        pair = (br, br)
+        if not policies:
+            if br in st.sets.get(ISOLATING, {}):
+                cmds.append({"delete": {"element": _obj(name=ISOLATING, elem=[br])}})
+            if pair in st.sets.get(BRIDGES, {}):
+                cmds.append({"delete": {"element": _obj(name=BRIDGES, elem=[{"concat": [br, br]}])}})
+        if "isolated" not in policies and pair in st.sets.get(ISOLATED, {}):
+            cmds.append({"delete": {"element": _obj(name=ISOLATED, elem=[{"concat": [br, br]}])}})
     return cmds
 
 
@@ -190,13 +235,16 @@ def plan_replace(owner: Owner, spec: ForwardSpec, st: Listing | None) -> list[di
     cmds = skeleton(st, spec.admin_chain)
     if st is not None:
         cmds += drop_elements(st, {owner.tag}, {(ip.version, str(ip)) for ip in spec.addresses})
+        cmds += release_isolation(st, {owner.tag}, (spec.bridge, spec.policy) if spec.bridge else None)
     return cmds + owner_elements(owner, spec, "add")
 
 
 def plan_gc(network: str, keep: set[tuple[str, str]], st: Listing) -> list[dict]:
     net, kept = network_part(network), kept_tags(network, keep)
-    comments = {c for name in ALLOW.values() for c in st.sets.get(name, {}).values()} | set(st.owners.values())
-    return drop_elements(st, {c for c in comments if gc_doomed(c, net, kept)})
+    comments = ({c for name in ALLOW.values() for c in st.sets.get(name, {}).values()} | set(st.owners.values())
+                | set(_users(st).values()))
+    doomed = {c for c in comments if gc_doomed(c, net, kept)}
+    return drop_elements(st, doomed) + release_isolation(st, doomed)
 
 
 def check_problems(owner: Owner, spec: ForwardSpec, st: Listing | None) -> list[str]:
@@ -222,6 +270,8 @@ def check_problems(owner: Owner, spec: ForwardSpec, st: Listing | None) -> list[
         br = spec.bridge
         if br not in st.sets.get(ISOLATING, {}) or (br, br) not in st.sets.get(BRIDGES, {}):
             problems.append(f"isolation of bridge {br} is missing")
+        if (br, spec.policy) not in {(k[1], k[2]) for k, c in _users(st).items() if c == owner.tag}:
+            problems.append(f"{USERS} element of {owner.tag} for bridge {br} is missing")
         if spec.policy == "isolated" and (br, br) not in st.sets.get(ISOLATED, {}):
             problems.append(f"isolated policy of bridge {br} is missing")
     return problems
@@ -268,7 +318,7 @@ class NftForward(Forward):
         with Lock(LOCK_NAME):
             st = self._read()
             if st is not None:
-                self._apply(drop_elements(st, {owner.tag}))
+                self._apply(drop_elements(st, {owner.tag}) + release_isolation(st, {owner.tag}))
 
     def check(self, owner: Owner, spec: ForwardSpec) -> None:
         problems = check_problems(owner, spec, self._read())
