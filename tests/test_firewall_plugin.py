@@ -448,7 +448,9 @@ def test_firewall_imports_only_its_feature_and_no_netlink(host, request, backend
     conf = Host.fw_conf(prev_result(["10.88.0.5/24"]), backend=backend)
     ctr = host.container()
     for verb in ("ADD", "CHECK", "DEL"):
-        _, mods = run_traced(bin_dir(request), "firewall", verb, conf, host.ns, ctr)
+        # Traced from source: the launchers (not the frozen dist/bin) can run under -X importtime.
+        src = os.environ.get("CNIPY_TEST_SRC_BIN_DIR") or request.getfixturevalue("src_bin")
+        _, mods = run_traced(src, "firewall", verb, conf, host.ns, ctr)
         bad = _has(mods, "pyroute2", "cnilib.nl", "cnilib.link", "cnilib.firewall.nftables.masquerade",
                    "cnilib.firewall.iptables.masquerade", "cnilib.firewall.nftables.hostports",
                    "cnilib.firewall.iptables.hostports", "cnilib.firewall.nftables.spoofcheck")
