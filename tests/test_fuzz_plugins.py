@@ -130,7 +130,8 @@ def seeds(plugin: str, data_dir: str, resolv: str) -> list[dict]:
             {"cniVersion": "1.1.0", "name": "fuzz-tu", "type": "tuning", "sysctl": {"net.ipv4.ip_forward": "1"},
              "dataDir": os.path.join(data_dir, "tuning"), "prevResult": PREV_100},
             {"cniVersion": "1.0.0", "name": "fuzz-tu2", "type": "tuning",
-             "sysctl": {"net/core/somaxconn": "512"}, "prevResult": PREV_100},
+             "sysctl": {"net/core/somaxconn": "512"}, "dataDir": os.path.join(data_dir, "tuning"),
+             "prevResult": PREV_100},
         ]
     if plugin == "bandwidth":  # no rate: the result passes through, nothing is made
         return [
@@ -168,6 +169,12 @@ def _pin_data_dir(doc: object, data_dir: str, keep_bad_type: bool = False) -> ob
         for k in [k for k in ipam if k.lower() == "datadir"]:
             del ipam[k]
         ipam["dataDir"] = bad if bad is not None and not isinstance(bad, str) else data_dir
+    # tuning keeps its backups in a top-level dataDir (default /run/cni/tuning, the
+    # machine's): pinned the same way for every config, whatever its type says.
+    bad = doc.get("dataDir") if keep_bad_type else None
+    for k in [k for k in doc if isinstance(k, str) and k.lower() == "datadir"]:
+        del doc[k]
+    doc["dataDir"] = bad if bad is not None and not isinstance(bad, str) else os.path.join(data_dir, "tuning")
     return doc
 
 
