@@ -74,15 +74,18 @@ def read_dns(raw: dict | None, rd: Reader) -> "DNS | None":
         return None
 
 
-def read_mac(cmd: "CmdArgs", rd: Reader, c: ParentLinkConf, key: str = "mac") -> None:
-    """The container MAC, later sources winning: the config's ``key``, CNI_ARGS ``MAC``,
-    ``args.cni.mac``, ``runtimeConfig.mac`` (capability ``mac``); empty values are ignored.
-    In strict mode unknown CNI_ARGS keys are code 2 (cnilib.args)."""
+def read_mac(cmd: "CmdArgs", rd: Reader, c: ParentLinkConf, key: str | None = "mac") -> None:
+    """The container MAC, later sources winning: the config's ``key`` (none with ``None``:
+    bridge has no such key), CNI_ARGS ``MAC``, ``args.cni.mac``, ``runtimeConfig.mac``
+    (capability ``mac``); empty values are ignored. Sets ``c.mac`` and ``c.mac_source`` (any
+    config object with those attributes). In strict mode unknown CNI_ARGS keys are code 2
+    (cnilib.args)."""
     from cnilib import args as _args
 
     if rd.strict:
         _args.check_known(cmd.args)
-    sources: list[tuple[str, object]] = [(key, rd.raw(key)), ("CNI_ARGS MAC", cmd.args.get("MAC"))]
+    sources: list[tuple[str, object]] = [(key, rd.raw(key))] if key else []
+    sources.append(("CNI_ARGS MAC", cmd.args.get("MAC")))
     try:
         sources.append(("args.cni.mac", gokeys.get(cmd.conf.cni_args(), "mac")))
     except CNIError:

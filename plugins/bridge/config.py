@@ -8,9 +8,8 @@ have accepted (or a broken one) never blocks releasing an attachment.
 
 from __future__ import annotations
 
-from cnilib import gokeys
-from cnilib.confread import Reader, check_mac
-from cnilib.errors import CNIError
+from cnilib import gokeys, parentconf
+from cnilib.confread import Reader
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -114,8 +113,8 @@ def load(cmd: "CmdArgs", strict: bool = True) -> BridgeConf:
         rd.bad("disableContainerInterface", True,
                f"cannot be used with IPAM (ipam.type {c.ipam_type!r}): the interface stays down")
 
-    c.dns = _dns(cmd.conf.dns, rd)
-    _mac(cmd, c, rd)
+    c.dns = parentconf.read_dns(cmd.conf.dns, rd)
+    parentconf.read_mac(cmd, rd, c, key=None)  # type: ignore[arg-type]  # duck-typed: mac, mac_source
     return c
 
 
@@ -154,43 +153,3 @@ def _trunk(rd: Reader) -> list[int]:
     return sorted(vids)
 
 
-def _dns(raw: dict | None, rd: Reader):
-    """The config's ``dns`` when it sets anything (the reference's dnsConfSet: a present
-    list, even empty, counts), else None."""
-    if not raw:
-        return None
-    from cnilib.types import DNS, DNS_FIELDS
-
-    f = DNS_FIELDS.read(raw)
-    if not any(f.get(k) is not None for k in ("nameservers", "search", "options")) and not f.get("domain"):
-        return None
-
-    try:
-        return DNS.parse(raw, "dns")
-    except CNIError as e:
-        rd.bad("dns", raw, e.msg)
-        return None
-
-
-def _mac(cmd: "CmdArgs", c: BridgeConf, rd: Reader) -> None:
-    """The container MAC: CNI_ARGS ``MAC``, then ``args.cni.mac``, then
-    ``runtimeConfig.mac``; the later source wins, empty values are ignored."""
-    from cnilib import args as _args
-
-    if rd.strict:
-        _args.check_known(cmd.args)
-    sources = [("CNI_ARGS MAC", cmd.args.get("MAC"))]
-    try:
-        sources.append(("args.cni.mac", gokeys.get(cmd.conf.cni_args(), "mac")))
-    except CNIError:
-        if rd.strict:
-            raise
-    sources.append(("runtimeConfig.mac", cmd.conf.runtime("mac")))
-    for where, v in sources:
-        if v is None or v == "":
-            continue
-        mac, why = check_mac(v)
-        if why:
-            rd.bad(where, v, why)
-            continue
-        c.mac, c.mac_source = mac, where
