@@ -30,6 +30,60 @@ _SELF_DELEGATION = (
     "of memory; under the harness's limit of 32 tasks it dies of failed thread creations instead. ADD "
     "fails in the nested call ('eth0 already exists', code 999) and leaves the veth pair (issue 12)")
 
+_DNS_DROPPED = (
+    "the reference {t} (1.1.1) sets the result's dns to its own top-level \"dns\" key unconditionally, so "
+    "the DNS settings its IPAM plugin returned are dropped (empty dns) unless repeated at top level "
+    "(more-plugins.md §0 'DNS in main-plugin results'; checklist J44)")
+
+_FAILED_ADD_LEAVES_LINK = (
+    "the reference {t} (1.1.1) leaves the container link after an ADD that fails once IPAM ran ({what}: "
+    "more-plugins.md §{s}); only the runtime's follow-up DEL removes it (checklist D21)")
+
+_TEMP_LINK_LEFT = (
+    "the reference {t} creates its link under a temporary name (veth + 8 hex digits) and, when the rename "
+    "to CNI_IFNAME fails because that name exists, leaves the temporary link in the container, where no DEL "
+    "finds it (more-plugins.md §0 'Creating the container link', step 3; observed for ipvlan; checklist D19/D21)")
+
+_DEL_NEEDS_MASTER = (
+    "the reference {t} (1.1.1) loads and validates the whole config on DEL, master lookup included, so "
+    "DEL fails ('Link not found', code 999) once the master is gone, and the lease stays "
+    "(more-plugins.md §{s}; observed; checklist F27)")
+
+_TEMPLATE_IFNAME_L2 = (
+    "the reference {t} renames its new link to CNI_IFNAME unchecked: 'eth%d' becomes eth0 in the container, "
+    "then ADD fails ('failed to refetch') and leaves eth0; DEL with 'eth%d' finds nothing to delete "
+    "(observed; checklist A4/D21)")
+
+_MASTER_TEMPLATE_CODE = (
+    "the reference {t} answers a master named 'cni%d' (no such link) with code 999 'Link not found', "
+    "not 7 (observed; checklist B10)")
+
+_DEL_TAKES_IFNAME = (
+    "the reference {t}'s DEL deletes whatever link is called CNI_IFNAME in the container, also one "
+    "its ADD refused to replace (observed; checklist D19/F28)")
+
+_SELF_DELEGATION_L2 = (
+    "the reference {t} with \"ipam\": {{\"type\": \"{t}\"}} execs itself without end on CHECK and DEL "
+    "(IPAM runs first; the harness's limit of 32 tasks stops it); its ADD fails in the nested call with "
+    "code 999 (observed; issue 12)")
+
+
+def _l2(t: str, section: int, failed_add: str) -> dict[tuple[str, str, str], str]:
+    """The deviations macvlan, ipvlan and vlan of the reference share (more-plugins.md §0-§3);
+    ``failed_add``: what its failed ADD does with the lease."""
+    return {
+        (REFERENCE, t, "J44-ipam-dns-carried"): _DNS_DROPPED.format(t=t),
+        (REFERENCE, t, "D21-failed-add-no-link"): _FAILED_ADD_LEAVES_LINK.format(t=t, s=section, what=failed_add),
+        (REFERENCE, t, "A4-ifname-template"): _TEMPLATE_IFNAME_L2.format(t=t),
+        (REFERENCE, t, "A4-ifname-template-code"): _TEMPLATE_IFNAME_L2.format(t=t),
+        (REFERENCE, t, "K-ifname-template-key-code"): _MASTER_TEMPLATE_CODE.format(t=t),
+        (REFERENCE, t, "A7-netns-special-file-code"): _NOT_NETNS,
+        (REFERENCE, t, "F28-del-spares-foreign-interface"): _DEL_TAKES_IFNAME.format(t=t),
+        (REFERENCE, t, "J-self-delegation"): _SELF_DELEGATION_L2.format(t=t),
+        (REFERENCE, t, "J-self-delegation-code"): _SELF_DELEGATION_L2.format(t=t),
+    }
+
+
 # (implementation, plugin type or "*", check id) -> reason
 DEVIATIONS: dict[tuple[str, str, str], str] = {
     (REFERENCE, "*", "C13-version-1.1.0"): _PRE_1_1,
@@ -77,6 +131,31 @@ DEVIATIONS: dict[tuple[str, str, str], str] = {
         "link (see K-ifname-template-key; checklist B10)"),
     (REFERENCE, "bridge", "J-self-delegation"): _SELF_DELEGATION,
     (REFERENCE, "bridge", "J-self-delegation-code"): _SELF_DELEGATION,
+    (REFERENCE, "bridge", "J44-ipam-dns-carried"): _DNS_DROPPED.format(t="bridge"),
+    (REFERENCE, "bridge", "D21-failed-add-no-link"): (
+        "the reference bridge (1.1.1) leaves the container's veth after an ADD that fails once IPAM ran "
+        "(reference-plugins.md, bridge gaps); only the runtime's follow-up DEL removes it (checklist D21)"),
+    # macvlan, ipvlan, vlan (more-plugins.md §0-§3; the harness's profiles in conformance/profiles.py)
+    **_l2("macvlan", 1, "it releases the lease, not the link"),
+    (REFERENCE, "macvlan", "A6-well-known-cni-args"): (
+        "the reference macvlan reads CNI_ARGS (MAC) with libcni's strict parser and fails on K8S_POD_* "
+        "unless IgnoreUnknown=1 (more-plugins.md §0 CNI_ARGS)"),
+    (REFERENCE, "macvlan", "F27-del-master-gone"): (
+        "the reference macvlan 1.1.1 loads and validates the whole config on DEL, master lookup included, so "
+        "DEL fails ('Link not found', code 999) once the master is gone, and the lease stays (observed; "
+        "more-plugins.md §1 describes the newer macvlan, whose DEL no longer validates; checklist F27)"),
+    **_l2("ipvlan", 2, "it releases neither the link nor the lease: its error variable is shadowed"),
+    (REFERENCE, "ipvlan", "D19-ifname-exists"): _TEMP_LINK_LEFT.format(t="ipvlan"),
+    (REFERENCE, "ipvlan", "J46-ipam-released"): (
+        "the reference ipvlan (1.1.1) does not call IPAM DEL when ADD fails after IPAM (a route the kernel "
+        "refuses): its error variable is shadowed, so only a result-conversion failure releases the address "
+        "(more-plugins.md §2 ADD; observed; checklist D21/J46)"),
+    **_l2("vlan", 3, "it releases the lease, not the link"),
+    (REFERENCE, "vlan", "D19-ifname-exists"): _TEMP_LINK_LEFT.format(t="vlan"),
+    (REFERENCE, "vlan", "J46-ipam-error-code"): (
+        "the reference vlan wraps an IPAM error as 'failed to execute IPAM delegate: ...' with code 999, "
+        "losing the IPAM's own code (more-plugins.md §3 ADD; checklist J46)"),
+    (REFERENCE, "vlan", "F27-del-master-gone"): _DEL_NEEDS_MASTER.format(t="vlan", s="3 'DEL (BUG)'"),
 }
 
 

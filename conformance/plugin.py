@@ -42,6 +42,16 @@ class PluginUnderTest:
     def kind(self) -> str:
         return self.profile.kind if self.profile else registry_kind(self.type) or "unknown"
 
+    @property
+    def kernel_missing(self) -> str | None:
+        """Why this kernel cannot run the plugin's work (it lacks the link kind the plugin
+        creates, e.g. "kernel has no ipvlan (...)"), or None. Probed once per run."""
+        if self.profile is None or not self.profile.link_kind:
+            return None
+        from conformance import kernel
+
+        return kernel.missing(self.profile.link_kind)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("cni conformance")

@@ -55,15 +55,37 @@ class World:
             subnet4=f"10.{a}.{b}.0/24",
             subnet6=f"fd00:{a}:{b}::/64",
             spy_dir=os.path.join(self.tmp, "spy"),
+            master=f"cnm{tag[:8]}",
         )
+        a, b = _unique_octets()
+        # A second network's IPv4 subnet, for checks holding attachments of two networks.
+        self.other_subnet4 = f"10.{a}.{b}.0/24"
         self.conf_dir = os.path.join(self.tmp, "net.d")
         self.cache_dir = os.path.join(self.tmp, "cache")
         for d in (self.sandbox.data_dir, self.sandbox.spy_dir, self.conf_dir, self.cache_dir):
             os.makedirs(d)
+        self._extra_ns: list[str] = []
+        self._make_namespaces()
+
+    def _make_namespaces(self) -> None:
+        """The host and container namespaces, and what the profile needs in the host one
+        (a stand-in NIC as master); a failure here deletes what was made."""
         sh("ip", "netns", "add", self.host)
         sh("ip", "netns", "add", self.ctr)
-        sh("ip", "link", "set", "lo", "up", ns=self.host)
-        self._extra_ns: list[str] = []
+        try:
+            sh("ip", "link", "set", "lo", "up", ns=self.host)
+            if self.profile is not None and self.profile.prepare_host is not None:
+                self.profile.prepare_host(self.sandbox, self.host)
+        except Exception:
+            self.close()
+            raise
+
+    def renew_namespaces(self) -> None:
+        """Fresh, empty host and container namespaces under the same names (and the
+        profile's host setup again): a run that must start from the same state as the last."""
+        for ns in (self.ctr, self.host):
+            sh("ip", "netns", "delete", ns, check=False)
+        self._make_namespaces()
 
     # -- resources -------------------------------------------------------------------
     def new_netns(self) -> str:
@@ -78,20 +100,26 @@ class World:
         name = os.path.basename(path)
         sh("ip", "netns", "delete", name, check=False)
 
-    def conf(self, version: str = "1.0.0", name: str | None = None, **extra: object) -> dict:
-        """The profile's config for this world as a plugin's stdin (name, cniVersion set)."""
+    def conf(self, version: str = "1.0.0", name: str | None = None, *, sandbox: Sandbox | None = None,
+             **extra: object) -> dict:
+        """The profile's config for this world as a plugin's stdin (name, cniVersion set),
+        for ``sandbox`` (default the world's own)."""
         assert self.profile is not None
         c = {"cniVersion": version, "name": name or f"net-{self.tag}"}
-        c.update(self.profile.config(self.sandbox))
+        c.update(self.profile.config(sandbox or self.sandbox))
         c.update(extra)
         return c
 
-    def spy_ipam(self, address: str | None = None, routes: list | None = None) -> dict:
-        """An ``ipam`` object delegating to the harness's spy (conformance/spies/spy-ipam);
-        pass ``path=world.spy_path`` when running the plugin so it is found."""
+    def spy_ipam(self, address: str | None = None, routes: list | None = None, dns: dict | None = None) -> dict:
+        """An ``ipam`` object delegating to the harness's spy (conformance/spies/spy-ipam),
+        which returns ``address``, ``routes`` and ``dns``; pass ``path=world.spy_path``
+        when running the plugin so it is found."""
         a, b = self.sandbox.subnet4.split(".")[1:3]
-        return {"type": "spy-ipam", "spyDir": self.sandbox.spy_dir,
+        ipam = {"type": "spy-ipam", "spyDir": self.sandbox.spy_dir,
                 "address": address or f"10.{a}.{b}.5/24", "routes": routes or []}
+        if dns is not None:
+            ipam["dns"] = dns
+        return ipam
 
     @property
     def spy_path(self) -> str:

@@ -3,9 +3,11 @@
 * host-local ADD+DEL: one dual-stack attachment, each implementation with its own store
   that already holds 20 leases (as on a host with a few pods);
 * loopback ADD+DEL, in a throwaway namespace;
-* bridge+host-local ADD+DEL with ipMasq: bridge execs host-local itself.
+* bridge+host-local ADD+DEL with ipMasq: bridge execs host-local itself;
+* macvlan+host-local ADD+DEL: a macvlan link on a stand-in NIC (a veth end in the host
+  namespace), born in the container namespace; macvlan execs host-local itself.
 
-host-local and bridge are started in a throwaway host namespace of their own, from a
+host-local, bridge and macvlan are started in a throwaway host namespace of their own, from a
 thread parked there (:class:`~conformance.bench.proc.NetnsThread`); loopback touches only
 the throwaway namespace it is given as CNI_NETNS. The namespaces are named with the
 caller's prefix; the scenario's ``teardown`` (and the caller's cleanup) removes them.
@@ -103,6 +105,45 @@ def bridge_scenario(tmp: str, prefix: str = "", backend: str | None = None) -> S
             subprocess.run(["ip", "netns", "delete", n], check=False)
 
     return Scenario("bridge+host-local ipMasq ADD+DEL", ["bridge", "host-local"], run, setup, teardown, key="bridge")
+
+
+def macvlan_scenario(tmp: str, prefix: str = "") -> Scenario:
+    """macvlan + host-local ADD then DEL (bridge mode, one IPv4 lease), plugins running in a
+    throwaway host namespace (named ``prefix``... when given) whose stand-in NIC, one end of
+    a veth pair, is the master; each implementation gets its own master, subnet and store."""
+    tag = uuid.uuid4().hex[:6]
+    host, ctr = (f"{prefix}mh", f"{prefix}mc") if prefix else (f"bench-mh-{tag}", f"bench-mc-{tag}")
+    host_path, ctr_path = os.path.join(NETNS_DIR, host), os.path.join(NETNS_DIR, ctr)
+    confs: dict[str, dict] = {}
+
+    def run(bin_dir: str, s: Sample, rss: RssMeter | None) -> None:
+        b = os.path.join(bin_dir, "macvlan")
+        if bin_dir not in confs:
+            n = len(confs)
+            master = f"bnic{n}{tag}"
+            # The NIC stand-in: both veth ends up, so the master has carrier as a real NIC would.
+            subprocess.run(["ip", "-n", host, "link", "add", master, "type", "veth", "peer", "name", f"{master}p"],
+                           check=True)
+            for name in (master, f"{master}p"):
+                subprocess.run(["ip", "-n", host, "link", "set", name, "up"], check=True)
+            confs[bin_dir] = {"cniVersion": "1.0.0", "name": f"bench-mv{n}", "type": "macvlan", "master": master,
+                              "mode": "bridge",
+                              "ipam": {"type": "host-local", "subnet": f"10.125.{n}.0/24",
+                                       "dataDir": tempfile.mkdtemp(prefix="store-", dir=tmp),
+                                       "routes": [{"dst": "0.0.0.0/0"}]}}
+        for verb in ("ADD", "DEL"):
+            exec_plugin(b, verb, confs[bin_dir], s, rss, host_netns=host_path, ns_thread=True, CNI_NETNS=ctr_path)
+
+    def setup() -> None:
+        for n in (host, ctr):
+            subprocess.run(["ip", "netns", "add", n], check=True)
+
+    def teardown() -> None:
+        release_netns_threads(host_path)
+        for n in (ctr, host):  # the masters (and any macvlan left on them) go with the namespaces
+            subprocess.run(["ip", "netns", "delete", n], check=False)
+
+    return Scenario("macvlan+host-local ADD+DEL", ["macvlan", "host-local"], run, setup, teardown, key="macvlan")
 
 
 def loopback_scenario(prefix: str = "") -> Scenario:

@@ -129,11 +129,13 @@ def markdown(rows: list[dict], labels: list[str], meta: dict, errors: list[dict]
         lines.append(f"{SUPERSCRIPTS[i % len(SUPERSCRIPTS)]} {why}.")
     keys = {r["key"] for r in rows}
     how = []
-    if keys & {"host-local", "loopback", "bridge", "chain"}:
-        runs = next(r["runs"] for r in rows if r["key"] in ("host-local", "loopback", "bridge", "chain"))
+    if keys & {"host-local", "loopback", "bridge", "macvlan", "chain"}:
+        runs = next(r["runs"] for r in rows if r["key"] in ("host-local", "loopback", "bridge", "macvlan", "chain"))
         how.append(f"single-pod rows: medians of {runs} run{'s' if runs != 1 else ''}, implementations alternating")
-    if keys & {"host-local", "loopback", "bridge"}:
+    if keys & {"host-local", "loopback", "bridge", "macvlan"}:
         how.append("plugin rows: the plugin processes run directly, in a throwaway host namespace")
+    if "macvlan" in keys:
+        how.append("macvlan row: bridge mode on a veth end standing in for the NIC, host-local IPv4 lease")
     if keys & {"chain", "parallel"}:
         how.append("chain rows: bridge (isGateway, ipMasq, host-local) -> portmap (one host port, as "
                    "capability args) through libcni's Go driver (its start-up included), in a throwaway "

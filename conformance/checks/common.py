@@ -15,9 +15,22 @@ SPEC_CODES = set(range(1, 12)) | {50, 51, 999}
 
 
 def need_profile(plugin) -> None:
-    """Skip a check that needs a valid config when the harness has none for this type."""
+    """Skip a check that needs a valid config when the harness has none for this type, or
+    when this kernel cannot do the plugin's work (no ipvlan, no 802.1Q): such a check's
+    ADD would fail for the kernel's reason, not the plugin's."""
     if plugin.profile is None:
         pytest.skip(f"not applicable: the harness has no config profile for type {plugin.type!r}")
+    why = plugin.kernel_missing
+    if why:
+        pytest.skip(f"not applicable here: {why}; run the harness on a kernel that has it")
+
+
+def need_many_attachments(plugin) -> None:
+    """Skip a check that holds several attachments of one config at once, for a plugin
+    whose config serves one at a time (vlan: one VLAN link per master and ID)."""
+    need_profile(plugin)
+    if plugin.profile.single_attachment:
+        pytest.skip(f"not applicable: {plugin.profile.single_attachment}")
 
 
 def supported_versions(plugin, world: World) -> list[str]:

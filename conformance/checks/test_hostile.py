@@ -16,7 +16,7 @@ import pytest
 
 from conformance import contain
 from conformance.checks.common import (
-    CID, add_ok, assert_error, del_ok, ifname, need_profile, newest, run, with_prev,
+    CID, add_ok, assert_error, del_ok, ifname, need_many_attachments, need_profile, newest, run, with_prev,
 )
 from conformance.checks.test_chained import _prev as chained_prev_result
 from conformance.leak import _links
@@ -242,7 +242,7 @@ def test_long_container_ids(plugin, world):
     """Container IDs of 5,000 valid characters, two of them differing only in the last:
     a repeated ADD hands out no second attachment, the other ID gets its own, CHECK
     passes throughout, GC listing both keeps both, DEL frees everything (leak check)."""
-    need_profile(plugin)
+    need_many_attachments(plugin)
     version = newest(plugin, world, "1.1.0")
     conf = world.conf(version)
     a, b = _long_ids()

@@ -32,7 +32,7 @@ from conformance import attachment_state, leak
 from conformance.checks.common import CID, VERSIONS, add_ok, del_ok, need_profile, newest, run, with_prev
 from conformance.plugin import check
 from conformance.recase import VARIANTS, describe, recase, scopes
-from conformance.proc import Outcome, sh
+from conformance.proc import Outcome
 from conformance.world import World
 
 _REF = ("Go encoding/json Unmarshal matches keys to struct fields case-insensitively "
@@ -98,6 +98,7 @@ def _base_conf(plugin, world: World, version: str) -> dict:
         caps["ipRanges"] = True
     if plugin.type == "bridge":
         conf.update(ipMasq=True, mtu=1400, hairpinMode=True)
+    if plugin.type in ("bridge", "macvlan"):  # the types with the ``mac`` capability
         rc["mac"] = _MAC
         caps["mac"] = True
     if plugin.kind == "chained":
@@ -113,11 +114,7 @@ def _base_conf(plugin, world: World, version: str) -> dict:
 def _fresh(world: World) -> None:
     """New, empty host and container namespaces under the world's names, and an empty
     IPAM data dir: every run starts from the same state (allocation order included)."""
-    for ns in (world.ctr, world.host):
-        sh("ip", "netns", "delete", ns, check=False)
-    sh("ip", "netns", "add", world.host)
-    sh("ip", "netns", "add", world.ctr)
-    sh("ip", "link", "set", "lo", "up", ns=world.host)
+    world.renew_namespaces()
     for entry in os.listdir(world.sandbox.data_dir):
         p = os.path.join(world.sandbox.data_dir, entry)
         if os.path.isdir(p):

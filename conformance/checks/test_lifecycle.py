@@ -4,11 +4,12 @@ differential comparison with the reference plugin of the same type."""
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 
 import pytest
 
 from conformance.checks.common import (
-    CID, add_ok, assert_error, del_ok, ifname, need_profile, newest, run, with_prev,
+    CID, add_ok, assert_error, del_ok, ifname, need_many_attachments, need_profile, newest, run, with_prev,
 )
 from conformance.plugin import check, kinds
 
@@ -54,7 +55,7 @@ def test_check_without_prev_result(plugin, world):
 def test_parallel_adds_and_dels(plugin, world):
     """32 ADDs for different containers at once: all succeed with distinct addresses; then
     32 DELs at once leave nothing (leak check)."""
-    need_profile(plugin)
+    need_many_attachments(plugin)
     conf = world.conf(newest(plugin, world, "1.0.0"))
     n = 32
     netns = [world.ctr_path] * n if plugin.kind == "ipam" else [world.new_netns() for _ in range(n)]
@@ -79,7 +80,7 @@ def test_parallel_adds_and_dels(plugin, world):
 def test_interleaved_adds_and_dels(plugin, world):
     """ADDs of new containers racing DELs of old ones: every call succeeds, live
     attachments keep distinct addresses, and deleting all leaves nothing (leak check)."""
-    need_profile(plugin)
+    need_many_attachments(plugin)
     conf = world.conf(newest(plugin, world, "1.0.0"))
     n = 12
     netns = [world.ctr_path] * (2 * n) if plugin.kind == "ipam" else [world.new_netns() for _ in range(2 * n)]
@@ -105,10 +106,11 @@ def test_interleaved_adds_and_dels(plugin, world):
 def test_attachments_are_independent(plugin, world):
     """eth0 and eth1 of one container, and one container on two networks, are separate
     attachments: deleting one leaves the others intact (CHECK passes)."""
-    need_profile(plugin)
+    need_many_attachments(plugin)
     v = newest(plugin, world, "1.1.0")
     a = world.conf(v)
-    b = world.conf(v, name=f"other-{world.tag}")
+    other = dataclasses.replace(world.sandbox, subnet4=world.other_subnet4) if plugin.profile.separate_subnets else None
+    b = world.conf(v, name=f"other-{world.tag}", sandbox=other)
     res_a0 = add_ok(world, plugin, a, ifname_="eth0")
     res_a1 = add_ok(world, plugin, a, ifname_="eth1")
     res_b0 = add_ok(world, plugin, b, ifname_="eth2" if plugin.kind == "interface" else "eth0")
