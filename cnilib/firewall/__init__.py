@@ -15,6 +15,9 @@ imports running one way (each layer uses only the ones under it):
     nftables/, iptables/    per backend: the backend class (its package: name, tools,
                             features), the features, a runner and a listing (one
                             reader of the backend's state)
+    firewalld/              the firewall plugin's firewalld backend (zone sources over
+                            D-Bus, per-attachment records); not a name ipMasqBackend or
+                            portmap take: ``firewalld_backend(zone)``
     tools                   finding and running the commands, their errors
     rules, hostport, spoof, forward
                             what masquerading, host ports, a spoof check and forwarding rules mean
@@ -33,13 +36,13 @@ from cnilib.owner import Owner
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cnilib.firewall.base import Backend, SpoofCheck
+    from cnilib.firewall.base import Backend, Forward, SpoofCheck
 
 __all__ = ["DEFAULT_ADMIN_CHAIN", "DEFAULT_MARK_BIT", "INGRESS_POLICIES", "NAMES", "PROTOCOLS", "Backend",
            "Forward", "ForwardSpec", "HostPortSpec", "HostPorts", "MasqRule", "Masquerade", "Owner",
            "PortMapping", "SpoofCheck", "SpoofSpec", "admin_chain_problem", "available_backends",
-           "backend_classes", "bridge_problem", "check_name", "make", "on_every_backend", "select", "select_forward",
-           "spoof_check"]
+           "backend_classes", "bridge_problem", "check_name", "firewalld_backend", "firewalld_recorded",
+           "make", "on_every_backend", "select", "select_forward", "spoof_check"]
 
 
 def __getattr__(name: str) -> object:
@@ -134,12 +137,45 @@ def select(name: str | None, key: str = "ipMasqBackend", probe: bool = True) -> 
     raise CNIError(NOT_AVAILABLE, f"no usable firewall backend: {'; '.join(f'{n}: {w}' for n, w in reasons)}")
 
 
-def select_forward(name: str | None, key: str = "backend") -> "tuple[Backend, str]":
+def firewalld_backend(zone: str, address: str | None = None) -> "Backend":
+    """The firewalld backend for ``zone`` (not probed: its ``running()`` says whether
+    firewalld owns its D-Bus name). An ingress policy's bridge isolation goes to the
+    forwarding backend ``select_forward`` would choose automatically without firewalld."""
+    from cnilib.firewall.firewalld import FirewalldBackend
+
+    return FirewalldBackend(zone, _isolation_forward, address)
+
+
+def firewalld_recorded(owner: Owner) -> bool:
+    """Whether the firewalld backend's ADD recorded ``owner`` (so that backend is the one
+    ADD used). Reads one file: no D-Bus, nothing of the D-Bus client imported."""
+    from cnilib.firewall.firewalld import records
+
+    return records.read(owner.tag) is not None
+
+
+def _isolation_forward() -> "Forward":
+    return select_forward(None)[0].forward()
+
+
+def select_forward(name: str | None, key: str = "backend", zone: str | None = None) -> "tuple[Backend, str]":
     """The backend for forwarding rules (the firewall plugin) and why it was chosen.
 
-    Automatic (``None``) is ``select``'s choice, except iptables when forwarding on this
-    host is decided inside iptables' FORWARD chain (its policy is DROP, or it already jumps
-    to CNI-FORWARD): an nftables accept elsewhere would not let the traffic through."""
+    With a ``zone`` (the firewall plugin's ``firewalldZone``), ``"firewalld"`` may be
+    named, and automatic (``None``) means firewalld when it owns its name on the D-Bus
+    system bus (the reference's rule; no connection at all when the bus socket does not
+    exist). Otherwise automatic is ``select``'s choice, except iptables when forwarding on
+    this host is decided inside iptables' FORWARD chain (its policy is DROP, or it already
+    jumps to CNI-FORWARD): an nftables accept elsewhere would not let the traffic through."""
+    if zone is not None and name == "firewalld":
+        return firewalld_backend(zone), "configured"
+    if zone is not None and name is None:
+        from cnilib.dbusaddr import socket_present
+
+        if socket_present():  # no bus socket: no firewalld, and nothing of it imported
+            fwd = firewalld_backend(zone)
+            if fwd.running():
+                return fwd, "firewalld is running"
     if name is None and make("iptables").missing_tools() is None:
         from cnilib.firewall.iptables.forward import forward_needs_iptables
 

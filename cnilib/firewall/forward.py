@@ -61,16 +61,24 @@ def bridge_problem(name: str) -> str:
 
 class ForwardSpec:
     """The addresses whose forwarded traffic is accepted, the admin chain run first, and the
-    ingress policy with the bridge it applies to (None for ``open``)."""
+    ingress policy with the bridge it applies to (None for ``open``).
 
-    __slots__ = ("addresses", "admin_chain", "bridge", "policy")
+    ``accept=False`` is the isolation alone (the firewalld backend: firewalld's zone decides
+    what the addresses may do, the bridge's isolation stays ours): no accept rule for the
+    addresses, only the bridge's isolation and the owner's record of using it (per family
+    of ``addresses``, as the reference makes its isolation rules per family present)."""
+
+    __slots__ = ("addresses", "admin_chain", "bridge", "policy", "accept")
 
     def __init__(self, addresses: list[IP], admin_chain: str = DEFAULT_ADMIN_CHAIN,
-                 bridge: str | None = None, policy: str = "open") -> None:
+                 bridge: str | None = None, policy: str = "open", accept: bool = True) -> None:
         if policy not in POLICIES:
             raise ValueError(f"unknown ingress policy {policy!r}")
         if policy != "open" and not bridge:
             raise ValueError(f"ingress policy {policy!r} needs a bridge")
+        if not accept and policy == "open":
+            raise ValueError("a spec without accept rules is an ingress policy's isolation alone")
+        self.accept = accept
         seen: dict[tuple[int, int], IP] = {}
         for ip in addresses:
             seen.setdefault((ip.version, ip.value), ip)
@@ -87,11 +95,15 @@ class ForwardSpec:
         """The families the spec has addresses of."""
         return sorted({ip.version for ip in self.addresses})
 
+    def isolation_only(self) -> "ForwardSpec":
+        """The same spec without accept rules (its ingress policy's isolation alone)."""
+        return ForwardSpec(self.addresses, self.admin_chain, self.bridge, self.policy, accept=False)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ForwardSpec) and (
-            [str(a) for a in other.addresses], other.admin_chain, other.bridge, other.policy) == (
-            [str(a) for a in self.addresses], self.admin_chain, self.bridge, self.policy)
+            [str(a) for a in other.addresses], other.admin_chain, other.bridge, other.policy, other.accept) == (
+            [str(a) for a in self.addresses], self.admin_chain, self.bridge, self.policy, self.accept)
 
     def __repr__(self) -> str:
         return (f"ForwardSpec({[str(a) for a in self.addresses]!r}, {self.admin_chain!r}, "
-                f"{self.bridge!r}, {self.policy!r})")
+                f"{self.bridge!r}, {self.policy!r}" + (", accept=False)" if not self.accept else ")"))

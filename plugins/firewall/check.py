@@ -1,5 +1,6 @@
-"""firewall CHECK: every rule ADD made for the attachment is in place. Reads only (the
-reference's CHECK creates missing chains)."""
+"""firewall CHECK: every rule ADD made for the attachment is in place, in the backend ADD
+used (firewalld: every address a source of the zone, as firewalld answers). Reads only
+(the reference's CHECK creates missing chains, and ignores firewalld's answer)."""
 
 from __future__ import annotations
 
@@ -17,4 +18,5 @@ def check(cmd: "CmdArgs") -> None:
     spec = config.spec(cfg, config.prev_result(cmd))
     if not spec.addresses:
         return
-    config.backend(cfg).forward().check(Owner(cfg.name, cmd.container_id, cmd.ifname), spec)
+    owner = Owner(cfg.name, cmd.container_id, cmd.ifname)
+    config.backend_of_add(cfg, owner).forward().check(owner, spec)

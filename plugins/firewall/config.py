@@ -3,7 +3,7 @@ default, validated up front (code 7 naming the key and the value).
 
 | key | default | |
 |---|---|---|
-| ``backend`` | automatic | ``iptables``, ``nftables``, ``firewalld``; absent or ``""`` (podman writes that) means ours: nftables when ``nft`` is installed, else iptables; but iptables when iptables' FORWARD policy is DROP (Docker) or FORWARD already jumps to CNI-FORWARD, where nftables accepts could not let traffic through. Anything else is code 7 (the reference silently auto-detects on a typo) |
+| ``backend`` | automatic | ``iptables``, ``nftables``, ``firewalld``; absent or ``""`` (podman writes that) means firewalld when it owns its D-Bus name on the system bus (as the reference), else ours: nftables when ``nft`` is installed, else iptables; but iptables when iptables' FORWARD policy is DROP (Docker) or FORWARD already jumps to CNI-FORWARD, where nftables accepts could not let traffic through. Anything else is code 7 (the reference silently auto-detects on a typo) |
 | ``iptablesAdminChainName`` | ``CNI-ADMIN`` | the administrator's chain, jumped to first and never written |
 | ``firewalldZone`` | ``trusted`` | the firewalld zone (firewalld backend) |
 | ``ingressPolicy`` | ``open`` | ``open`` (or ``""``), ``same-bridge``, ``isolated`` |
@@ -28,6 +28,7 @@ from cnilib.firewall import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cnilib.firewall import Backend
+    from cnilib.owner import Owner
     from cnilib.skel import CmdArgs
     from cnilib.types import Result
 
@@ -97,16 +98,46 @@ def spec(cfg: FirewallConf, prev: "Result") -> ForwardSpec:
     return ForwardSpec([ipc.address.ip for ipc in prev.ips], cfg.admin_chain, bridge, cfg.policy)
 
 
+def _firewalld_error(cfg: FirewallConf, why: str) -> CNIError:
+    return CNIError(NOT_AVAILABLE, f"firewalld backend: {why} (network {cfg.name!r}, backend "
+                                   f"{cfg.backend or 'automatic'}, firewalldZone {cfg.zone!r})")
+
+
 def backend(cfg: FirewallConf, probe: bool = False) -> "Backend":
-    """The backend ADD, CHECK and STATUS use; code 50 for firewalld and for one not usable here."""
+    """The backend ADD and STATUS use: as configured; automatic means firewalld when it owns
+    its D-Bus name (as the reference; no connection at all without a bus socket), else
+    nftables unless forwarding here is decided in iptables' FORWARD chain (policy DROP, as
+    Docker sets it, or the reference's CNI-FORWARD already in use). Code 50 for a backend
+    not usable here: ``firewalld`` not running names the bus socket and the D-Bus name."""
+    from cnilib import firewall
+
+    chosen = firewall.select_forward(cfg.backend, key="backend", zone=cfg.zone)[0]
+    if chosen.name == "firewalld":
+        try:
+            chosen.connection()  # type: ignore[attr-defined]
+            why = chosen.available() if probe else None
+        except CNIError as e:
+            if e.code != NOT_AVAILABLE:
+                raise
+            why = e.msg
+        if why:
+            raise _firewalld_error(cfg, why)
+        if probe and cfg.policy != "open":
+            firewall.select(None, key="backend", probe=True)  # where the bridge isolation goes
+        return chosen
+    if probe:
+        return firewall.select(cfg.backend, key="backend", probe=True)
+    return chosen
+
+
+def backend_of_add(cfg: FirewallConf, owner: "Owner") -> "Backend":
+    """The backend ADD used for ``owner`` (CHECK): as configured; automatic means firewalld
+    when ADD recorded the attachment there, else the nftables/iptables choice (no D-Bus:
+    firewalld starting or stopping since ADD does not change what CHECK looks at)."""
     from cnilib import firewall
 
     if cfg.backend == "firewalld":
-        raise CNIError(NOT_AVAILABLE, f"firewalld backend: firewalld is not running / not supported yet "
-                                      f"(network {cfg.name!r}, \"backend\": \"firewalld\", zone {cfg.zone!r}); "
-                                      'use "iptables", "nftables" or "" (automatic)')
-    if probe:
-        return firewall.select(cfg.backend, key="backend", probe=True)
-    # Automatic means nftables, unless forwarding here is decided in iptables' FORWARD chain
-    # (policy DROP, as Docker sets it, or the reference's CNI-FORWARD already in use).
+        return firewall.firewalld_backend(cfg.zone)
+    if cfg.backend is None and firewall.firewalld_recorded(owner):
+        return firewall.firewalld_backend(cfg.zone)
     return firewall.select_forward(cfg.backend, key="backend")[0]

@@ -5,11 +5,13 @@ Every key of the reference firewall plugin (config.py: ``backend``,
 ``iptablesAdminChainName``, ``firewalldZone``, ``ingressPolicy``), its iptables layout
 (``FORWARD`` -> ``CNI-FORWARD`` -> the admin chain first, per-address accept rules;
 ``CNI-ISOLATION-STAGE-1/-2``) and an nftables backend with the same semantics in a table
-of its own (``inet cnipy_firewall``), through cnilib.firewall's ``forward`` feature.
-``prevResult`` is passed on unchanged. Beyond the reference: every spec version; an
-unknown backend or policy is code 7, never a silent default; DEL needs no prevResult
-(owner tags) and cleans every backend; CHECK only reads; IPv4-only attachments need no
-ip6tables; GC and STATUS. Each verb is imported only when it runs.
+of its own (``inet cnipy_firewall``), and the reference's firewalld backend (zone sources
+over D-Bus, with a record per attachment), through cnilib.firewall's ``forward`` feature.
+``prevResult`` is passed on unchanged. Beyond the reference: every spec
+version; an unknown backend or policy is code 7, never a silent default; DEL needs no
+prevResult (owner tags, firewalld records) and cleans every backend; CHECK only reads
+(and honours firewalld's answer); IPv4-only attachments need no ip6tables; GC and STATUS.
+Each verb is imported only when it runs.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ def cmd_gc(cmd: skel.CmdArgs) -> None:
 
 
 def cmd_status(cmd: skel.CmdArgs) -> None:
-    """Ready when the configured (or default) backend works here (probed); code 50 for
-    firewalld or an unusable backend."""
+    """Ready when the configured (or automatic) backend works here (probed: firewalld must
+    answer on the bus, be RUNNING and have the zone); code 50 for an unusable backend."""
     from . import config
 
     config.backend(config.load(cmd, strict=False), probe=True)

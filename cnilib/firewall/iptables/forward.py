@@ -18,6 +18,12 @@ reference's; administrators keep their own rules in the admin chain, never writt
     -A CNI-ISOLATION-STAGE-2 -o BR -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j DROP
     -A CNI-ISOLATION-STAGE-2 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j RETURN
 
+An isolation-only spec (the firewalld backend's ingress policy: firewalld's zone decides
+what the addresses may do) makes no accept rule, no jump to CNI-FORWARD and no admin
+chain: the bridge's isolation rules, and per address a marker with the owner's comment and
+no target (``-A CNI-FORWARD -s IP/32 -m comment --comment "<tag>/<policy>/<bridge>"``)
+that records the owner's use of the bridge, as the accept rules' comments do.
+
 Shared chains are created (and the jumps into them inserted at the top) only when
 missing: with ``--noflush`` a ``:CHAIN`` line would flush an existing chain, the admin's
 included. The tag lets DEL and GC find an owner's rules without prevResult; given
@@ -88,10 +94,16 @@ def parse_comment(comment: str) -> tuple[str, tuple[str, str] | None]:
     return comment, None
 
 
-def owner_lines(owner: Owner, addresses: list[IP], bridge: str | None = None, policy: str = "open") -> list[str]:
-    """The owner's accept rules, as ``iptables -S`` prints them."""
+def owner_lines(owner: Owner, addresses: list[IP], bridge: str | None = None, policy: str = "open",
+                accept: bool = True) -> list[str]:
+    """The owner's accept rules, as ``iptables -S`` prints them. Without ``accept`` (an
+    ingress policy's isolation alone: the firewalld backend) one marker per address instead,
+    a rule with no target: it decides nothing, it records the owner's use of the bridge."""
     out, c = [], _c(owner_comment(owner, bridge, policy))
     for ip in addresses:
+        if not accept:
+            out.append(f"-A {CNI_FORWARD} -s {_host(ip)} {c}")
+            continue
         out.append(f"-A {CNI_FORWARD} -d {_host(ip)} -m conntrack --ctstate RELATED,ESTABLISHED {c} -j ACCEPT")
         out.append(f"-A {CNI_FORWARD} -s {_host(ip)} {c} -j ACCEPT")
     return out
@@ -195,11 +207,14 @@ def plan_add(owner: Owner, spec: ForwardSpec, version: int, table: Table) -> lis
     if not addresses:
         return _owned(owner, table) + release_isolation(table, lambda tag: tag == owner.tag)
     have = _have(table)
-    lines = [f":{c} - [0:0]" for c in (CNI_FORWARD, spec.admin_chain) if c not in table.chains]
+    # Isolation alone (firewalld backend): CNI-FORWARD only holds the owner's markers; the
+    # traffic never goes there and no admin chain is made (as the reference's firewalld mode).
+    shared = (CNI_FORWARD, spec.admin_chain) if spec.accept else (CNI_FORWARD,)
+    lines = [f":{c} - [0:0]" for c in shared if c not in table.chains]
     inserts = []
-    if not _present(forward_jump(), have):
+    if spec.accept and not _present(forward_jump(), have):
         inserts.append(_insert(forward_jump()))
-    if not _present(admin_jump(spec.admin_chain), have):
+    if spec.accept and not _present(admin_jump(spec.admin_chain), have):
         inserts.append(_insert(admin_jump(spec.admin_chain)))
     appends: list[str] = []
     old = release_isolation(table, lambda tag: tag == owner.tag,
@@ -211,7 +226,7 @@ def plan_add(owner: Owner, spec: ForwardSpec, version: int, table: Table) -> lis
             inserts += [_insert(x) for x in reversed(chain_lines) if not _present(x, have)]
         appends += [x for x in returns().values() if not _present(x, have)]
     return (lines + inserts + appends + _owned(owner, table) + old
-            + owner_lines(owner, addresses, spec.bridge, spec.policy))
+            + owner_lines(owner, addresses, spec.bridge, spec.policy, spec.accept))
 
 
 def plan_del(owner: Owner, spec: ForwardSpec | None, version: int, table: Table) -> list[str]:
@@ -237,10 +252,10 @@ def plan_gc(network: str, keep: set[tuple[str, str]], table: Table) -> list[str]
 def check_problems(owner: Owner, spec: ForwardSpec, version: int, table: Table) -> list[str]:
     """What is missing of ``spec``'s rules of one family (empty: all there)."""
     have = _have(table)
-    problems = [f"chain {c} (IPv{version}) is missing" for c in (CNI_FORWARD, spec.admin_chain)
-                if c not in table.chains]
-    want = [forward_jump(), admin_jump(spec.admin_chain)] + owner_lines(owner, spec.family(version), spec.bridge,
-                                                                        spec.policy)
+    shared = (CNI_FORWARD, spec.admin_chain) if spec.accept else (CNI_FORWARD,)
+    problems = [f"chain {c} (IPv{version}) is missing" for c in shared if c not in table.chains]
+    want = [forward_jump(), admin_jump(spec.admin_chain)] if spec.accept else []
+    want += owner_lines(owner, spec.family(version), spec.bridge, spec.policy, spec.accept)
     if spec.bridge:
         want += [x for xs in isolation_lines(spec.bridge, spec.policy).values() for x in xs]
     problems += [f"missing (IPv{version}): {x}" for x in want if not _present(x, have)]

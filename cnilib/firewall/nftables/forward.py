@@ -34,11 +34,13 @@ which we keep: the chain is never re-created with a policy. Administrators' rule
 the admin chain (``iptablesAdminChainName``, default ``CNI-ADMIN``), never written here.
 
 An attachment is elements only: its addresses in ``allow4``/``allow6`` and its marker in
-``owners``, each commented with its tag. ADD is one exec when the table exists (``create``
-of the elements: a re-ADD fails on the marker, an address another owner holds on its
-element; then the table is read and the owner's state replaced exactly, the address
-passing to this owner). The bridge's isolation elements are shared by its attachments;
-each attachment with an ingress policy records its bridge and policy in ``bridge_users``.
+``owners``, each commented with its tag (an isolation-only spec, the firewalld backend's
+ingress policy, has no address there: its marker and ``bridge_users`` element only).
+ADD is one exec when the table exists (``create`` of the elements: a re-ADD fails on
+the marker, an address another owner holds on its element; then the table is read and
+the owner's state replaced exactly, the address passing to this owner). The bridge's
+isolation elements are shared by its attachments; each attachment with an ingress policy
+records its bridge and policy in ``bridge_users``.
 DEL reads the table and deletes the elements commented with the owner's tag (prevResult
 not needed) and, in the same transaction, the isolation elements of its bridge when no
 other ``bridge_users`` element (any network) names it (``isolated`` when none asks for
@@ -165,7 +167,7 @@ def owner_elements(owner: Owner, spec: ForwardSpec, verb: str = "create") -> lis
     tag = owner.tag
     cmds: list[dict] = [{verb: {"element": _obj(name=OWNERS, elem=[{"elem": {"val": owner_key(owner),
                                                                             "comment": tag}}])}}]
-    for ip in spec.addresses:
+    for ip in spec.addresses if spec.accept else ():  # isolation alone: no address accepted
         cmds.append({verb: {"element": _obj(name=ALLOW[ip.version], elem=[{"elem": {"val": str(ip),
                                                                                     "comment": tag}}])}})
     if spec.bridge:
@@ -234,7 +236,8 @@ def plan_replace(owner: Owner, spec: ForwardSpec, st: Listing | None) -> list[di
     elements and its addresses' elements held by others deleted, its elements added."""
     cmds = skeleton(st, spec.admin_chain)
     if st is not None:
-        cmds += drop_elements(st, {owner.tag}, {(ip.version, str(ip)) for ip in spec.addresses})
+        taken = {(ip.version, str(ip)) for ip in spec.addresses} if spec.accept else set()
+        cmds += drop_elements(st, {owner.tag}, taken)
         cmds += release_isolation(st, {owner.tag}, (spec.bridge, spec.policy) if spec.bridge else None)
     return cmds + owner_elements(owner, spec, "add")
 
@@ -263,7 +266,7 @@ def check_problems(owner: Owner, spec: ForwardSpec, st: Listing | None) -> list[
         problems.append(f"chain {CNI_FORWARD} lacks its accept rules")
     if st.owners.get(owner_key(owner)) != owner.tag:
         problems.append(f"{OWNERS} element of {owner.tag} is missing")
-    for ip in spec.addresses:
+    for ip in spec.addresses if spec.accept else ():
         if st.sets.get(ALLOW[ip.version], {}).get(str(ip), None) != owner.tag:
             problems.append(f"{ALLOW[ip.version]} element {ip} is missing")
     if spec.bridge:
