@@ -71,8 +71,9 @@ def handle_text(h: int) -> str:
 
 
 class Message:
-    """One tc request: a ``tcmsg`` and its attributes, already packed. Shaped like the
-    pyroute2 message ``cnilib.nl.encode`` expects (header fields set there)."""
+    """One request packed by hand: a ``tcmsg`` (or another rtnetlink header, such as an
+    ``ifinfomsg``) and its attributes. Shaped like the pyroute2 message ``cnilib.nl.encode``
+    expects (header fields set there)."""
 
     __slots__ = ("body", "data", "header")
 

@@ -1,12 +1,14 @@
 """The CRI lane in ``make test``: our plugins and the reference's under containerd's CRI.
 
 Runs the harness as users run it (``python -m conformance --cni-path DIR --runtime cri``)
-for ours (dist/bin; bandwidth borrowed from /usr/lib/cni) and for the reference
+for ours (dist/bin, our bandwidth included) and for the reference
 (/usr/lib/cni): every check of the lane must pass for both (see conformance/lanes/test_cri.py:
 pods made through CRI, reached on their IP, through a hostPort on 127.0.0.1 and on the
-node's address, from each other; DNS config, bandwidth shaping; nothing left after Stop +
-Remove, 10 pods one after another and 10 at once; a clean teardown). The per-call medians
-of both are printed side by side. Then the lane must catch broken plugins
+node's address, from each other; DNS config, bandwidth shaping in the kernel and measured
+in TCP traffic (the annotated pod within +-20% of its rates both ways, the other over 10x
+faster); nothing left after Stop + Remove, 10 pods one after another and 10 at once; a
+clean teardown). The per-call medians and the measured rates of both are printed side by
+side. Then the lane must catch broken plugins
 (conformance/broken/flawed.py): an ADD error must surface as the failure of the pod checks,
 with the plugin's own message, and a DEL that removes nothing must fail the removal check.
 
@@ -33,7 +35,8 @@ pytestmark = pytest.mark.root
 
 FLAWED = os.path.join(ROOT, "conformance", "broken", "flawed.py")
 CALLS = ("RunPodSandbox", "StopPodSandbox", "RemovePodSandbox")
-CHECKS = 14  # the lane's checks (conformance/lanes/test_cri.py)
+CHECKS = 15  # the lane's checks (conformance/lanes/test_cri.py)
+UNITS = (" ms", " Mbit/s")  # measurements printed side by side
 
 
 @dataclass
@@ -100,9 +103,9 @@ def test_ours_under_cri(runs):
 
 
 def test_timings_side_by_side(runs, capsys):
-    """The lane's timings for both (medians of 10 sequential pods, parallel wall times),
-    printed with ours / reference."""
-    timed = sorted({n for r in runs.values() for n, v in r.measurements.items() if v.endswith(" ms")})
+    """The lane's timings for both (medians of 10 sequential pods, parallel wall times) and
+    the throughputs it measured, printed with ours / reference."""
+    timed = sorted({n for r in runs.values() for n, v in r.measurements.items() if v.endswith(UNITS)})
     rows = []
     for name in timed:
         ours, ref = (runs[i].measurements.get(name, "-") for i in ("ours", "reference"))
@@ -110,14 +113,17 @@ def test_timings_side_by_side(runs, capsys):
             ratio = f"{float(ours.split()[0]) / float(ref.split()[0]):.2f}x"
         except (ValueError, ZeroDivisionError):
             ratio = "-"
-        rows.append(f"  {name:<52} {ours:>11} {ref:>11} {ratio:>8}")
+        rows.append(f"  {name:<52} {ours:>13} {ref:>13} {ratio:>8}")
     runtime = runs["reference"].measurements.get("cri runtime", "containerd")
     with capsys.disabled():
-        print(f"\nCRI lane, {runtime}:\n  {'':<52} {'ours':>11} {'reference':>11} {'ours/ref':>8}")
+        print(f"\nCRI lane, {runtime}:\n  {'':<52} {'ours':>13} {'reference':>13} {'ours/ref':>8}")
         print("\n".join(rows))
     for call in CALLS:
         for impl in ("ours", "reference"):
             assert any(call in n for n in timed if n in runs[impl].measurements), f"{impl}: no {call} median measured"
+    for impl in ("ours", "reference"):
+        assert any(n.startswith("cri bandwidth") for n in timed if n in runs[impl].measurements), \
+            f"{impl}: no bandwidth throughput measured"
 
 
 def _flawed_set(tmp_path, our_bin: str, plugin_type: str, flaw: str) -> str:

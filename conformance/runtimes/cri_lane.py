@@ -33,6 +33,7 @@ from conformance.runtimes.containerd import Containerd, CriSettings
 from conformance.runtimes.cri_client import CriClient, CriError
 from conformance.runtimes.mounts import cgroup_dirs, remove_cgroups, remove_tree
 from conformance.runtimes.node import UPLINK, Node
+from conformance.throughput import transfer
 
 LANE_TYPES = ("bridge", "host-local", "portmap", "bandwidth", "loopback")
 BORROWED = ("bandwidth",)  # taken from the reference directory when the set under test lacks it
@@ -199,6 +200,24 @@ class CriLane:
             if link["ifindex"] == peer:
                 return link["ifname"]
         raise AssertionError(f"no link of the node namespace is the peer of the pod's eth0: {inside}")
+
+    def throughput(self, pod: Pod, direction: str, *, seconds: float, skip: float, window: float,
+                   drained_below: float = 0.0) -> dict:
+        """One TCP transfer between the node's namespace and ``pod``'s, measured by the
+        receiver (``conformance.throughput``): ``ingress`` from the node to the pod's IP,
+        ``egress`` from the pod to the node's address on the bridge (the gateway). The
+        sender stops after ``seconds`` at most; the receiver counts ``window`` seconds from
+        ``skip`` seconds after the first byte, or after the transfer first slowed below
+        ``drained_below`` bits/s (the token bucket's burst has run dry)."""
+        node = ["ip", "netns", "exec", self.node.name]
+        inside = ["nsenter", "-t", str(pod.pid), "-n", "--"]
+        taken = {p.host_port for p in self.pods.values()}  # a hostPort would DNAT the transfer
+        port = kernelstate.pick_port()
+        while port in taken:
+            port = kernelstate.pick_port()
+        recv_side, send_side, dst = (inside, node, pod.ip) if direction == "ingress" else (node, inside, self.gateway)
+        return transfer(recv_side, send_side, dst, port, seconds=seconds, skip=skip, window=window,
+                        drained_below=drained_below)
 
     def get(self, url: str, *, where: str = "node", pod: Pod | None = None) -> str:
         """HTTP GET from the node namespace, its outside, or a pod's network namespace."""

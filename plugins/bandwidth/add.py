@@ -10,9 +10,10 @@ exclusive create meets EEXIST) is code 101 naming it, nothing changed.
 
 from __future__ import annotations
 
-from cnilib import nl, tc
+from cnilib import tc
 from cnilib.errors import ALREADY_ALLOCATED, INVALID_CONFIG, IO_FAILURE, CNIError
 from cnilib.undo import Undo
+from cnilib import rawlink as links
 
 from . import config, hostveth, ifb, shape
 
@@ -29,12 +30,6 @@ def prev_result(cmd: CmdArgs) -> Result:
     if cmd.conf.raw_prev_result is None:
         raise CNIError(INVALID_CONFIG, "bandwidth must be called as a chained plugin: prevResult is missing")
     return cmd.conf.prev_result()  # type: ignore[return-value]
-
-
-def owner_tag(cmd: CmdArgs) -> str:
-    from cnilib.owner import attachment_tag
-
-    return attachment_tag(cmd.conf.name or "", cmd.container_id, cmd.ifname)
 
 
 def buckets(cfg: config.BandwidthConf, mtu: int) -> dict[str, shape.Bucket]:
@@ -58,7 +53,7 @@ def add(cmd: CmdArgs) -> Result:
         return prev
     from cnilib.types import Interface
 
-    with nl.Socket() as sock:
+    with links.Socket() as sock:
         host = hostveth.peer(sock, cmd.netns, cmd.ifname)
         hostveth.check_listed(prev, host)
         bk = buckets(cfg, host.mtu)
@@ -81,7 +76,7 @@ def _kernel_error(what: str, e: OSError) -> CNIError:
     return CNIError(IO_FAILURE, f"{what}: {e.strerror or e}")
 
 
-def _shape(sock: nl.Socket, cmd: CmdArgs, host, bk: dict[str, shape.Bucket], undo: Undo):
+def _shape(sock: links.Socket, cmd: CmdArgs, host, bk: dict[str, shape.Bucket], undo: Undo):
     """Runs the changes; returns the IFB link (None without egress shaping)."""
     ing = bk.get("ingress")
     if ing is not None:
@@ -94,7 +89,7 @@ def _shape(sock: nl.Socket, cmd: CmdArgs, host, bk: dict[str, shape.Bucket], und
     eg = bk.get("egress")
     if eg is None:
         return None
-    tag = owner_tag(cmd)
+    tag = ifb.owner_tag(cmd)
     name = ifb.name(tag)
     try:
         dev = ifb.create(sock, name, host.mtu, tag)

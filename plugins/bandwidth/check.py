@@ -10,8 +10,9 @@ code 103. No shaping configured: nothing to check.
 
 from __future__ import annotations
 
-from cnilib import link, nl, tc
+from cnilib import tc
 from cnilib.errors import NOT_AS_ADDED, NOT_FOUND, CNIError
+from cnilib import rawlink as links
 
 from . import add, config, hostveth, ifb
 
@@ -27,20 +28,20 @@ def check(cmd: CmdArgs) -> None:
     prev = add.prev_result(cmd)
     if not cfg.shaped():
         return
-    with nl.Socket() as sock:
+    with links.Socket() as sock:
         host = hostveth.peer(sock, cmd.netns, cmd.ifname)
         hostveth.check_listed(prev, host)
         bk = add.buckets(cfg, host.mtu)
         if "ingress" in bk:
             _tbf(sock, host.index, f"host veth {host.name}", bk["ingress"], "ingress")
         if "egress" in bk:
-            name = ifb.name(add.owner_tag(cmd))
-            dev = link.get(sock, name)
+            name = ifb.name(ifb.owner_tag(cmd))
+            dev = links.get(sock, name)
             if dev is None:
                 raise CNIError(NOT_FOUND, f"egress shaping: IFB {name} does not exist")
             if dev.kind != "ifb":
                 raise CNIError(NOT_AS_ADDED, f"egress shaping: {name} is a {dev.kind or 'device'}, not an IFB")
-            if not dev.flags & link.IFF_UP:
+            if not dev.flags & links.IFF_UP:
                 raise CNIError(NOT_AS_ADDED, f"egress shaping: IFB {name} is down")
             _tbf(sock, dev.index, f"IFB {name}", bk["egress"], "egress")
             if tc.ingress_qdisc(tc.qdiscs(sock, host.index)) is None:
@@ -50,7 +51,7 @@ def check(cmd: CmdArgs) -> None:
                                           f"traffic to IFB {name}")
 
 
-def _tbf(sock: nl.Socket, index: int, where: str, want: Bucket, direction: str) -> None:
+def _tbf(sock: links.Socket, index: int, where: str, want: Bucket, direction: str) -> None:
     root = tc.root_qdisc(tc.qdiscs(sock, index))
     if root is None or root.kind != "tbf" or root.handle != add.ROOT_HANDLE or root.tbf is None:
         have = f"{root.kind} {tc.handle_text(root.handle)}" if root is not None else "none"

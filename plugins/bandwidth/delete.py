@@ -15,8 +15,9 @@ in ``cni.dev/valid-attachments``; nothing when the list is absent.
 
 from __future__ import annotations
 
-from cnilib import nl, tc
+from cnilib import tc
 from cnilib.errors import IO_FAILURE, CNIError, Teardown
+from cnilib import rawlink as links
 
 from . import hostveth, ifb
 
@@ -37,14 +38,13 @@ def _prev(cmd: CmdArgs):
 
 
 def delete(cmd: CmdArgs) -> None:
-    from .add import owner_tag
-
-    tag = owner_tag(cmd)
+    tag = ifb.owner_tag(cmd)
     ours = ifb.name(tag)
     theirs = ifb.reference_name(cmd.conf.name or "", cmd.container_id)
     td = Teardown("bandwidth: DEL", os_code=IO_FAILURE)
-    with nl.Socket() as sock:
-        host = td.attempt("finding the host veth", hostveth.for_delete, sock, cmd.netns, cmd.ifname, _prev(cmd), tag)
+    with links.Socket() as sock:
+        host = td.attempt("finding the host veth", hostveth.for_delete, sock, cmd.netns, cmd.ifname,
+                          lambda: _prev(cmd), tag)
         ifb_indexes = set()
         for n in (ours, theirs):
             lk = td.attempt(f"reading IFB {n}", _link, sock, n)
@@ -60,33 +60,29 @@ def delete(cmd: CmdArgs) -> None:
     td.finish()
 
 
-def _link(sock: nl.Socket, name: str):
-    from cnilib import link
-
-    lk = link.get(sock, name)
+def _link(sock: links.Socket, name: str):
+    lk = links.get(sock, name)
     return lk if lk is not None and lk.kind == "ifb" else None
 
 
-def _unredirect(sock: nl.Socket, index: int, ifbs: set[int]) -> None:
+def _unredirect(sock: links.Socket, index: int, ifbs: set[int]) -> None:
     """Delete the ingress qdisc when every filter on it redirects to one of ``ifbs`` or
     to a device that no longer exists (u32's bare hash-table entries carry no action and
     do not count)."""
     qs = tc.qdiscs(sock, index)
     if tc.ingress_qdisc(qs) is None:
         return
-    from cnilib import link
-
     for f in tc.filters(sock, index):
         if not (f.mirred or f.match_all):
             continue
         target = f.mirred[0][1] if f.mirred else 0
-        gone = target == 0 or link.get_by_index(sock, target) is None  # 0: the kernel let go of a deleted one
+        gone = target == 0 or links.get_by_index(sock, target) is None  # 0: the kernel let go of a deleted one
         if not (f.redirects_to(target) and (target in ifbs or gone)):
             return  # someone else's filter: leave the qdisc alone
     tc.delete_qdisc(sock, index, tc.INGRESS_HANDLE, tc.TC_H_INGRESS)
 
 
-def _untbf(sock: nl.Socket, index: int) -> None:
+def _untbf(sock: links.Socket, index: int) -> None:
     root = tc.root_qdisc(tc.qdiscs(sock, index))
     if root is not None and root.kind == "tbf" and root.handle == ROOT_HANDLE:
         tc.delete_qdisc(sock, index, ROOT_HANDLE, tc.TC_H_ROOT)
@@ -101,10 +97,8 @@ def gc(cmd: CmdArgs) -> None:
     network = cmd.conf.name or ""
     net_part, keep_tags = network_part(network), kept_tags(network, keep)
     td = Teardown("bandwidth: GC", os_code=IO_FAILURE)
-    with nl.Socket() as sock:
+    with links.Socket() as sock:
         for index, name, alias in ifb.tagged(sock):
             if alias and gc_doomed(alias, net_part, keep_tags) and name == ifb.name(alias):
-                from cnilib import link
-
-                td.attempt(f"deleting IFB {name}", link.delete, sock, index)
+                td.attempt(f"deleting IFB {name}", links.delete, sock, index)
     td.finish()

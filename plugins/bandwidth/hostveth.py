@@ -12,20 +12,24 @@ and its qdiscs and filters with it) or belongs to a main plugin whose DEL will d
 
 from __future__ import annotations
 
-from cnilib import link, netns, nl
+from cnilib import netns
 from cnilib.errors import INVALID_CONFIG, NO_SUCH_INTERFACE, CNIError
+from cnilib import rawlink as links
+
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cnilib.types import Result
 
 
-def _container_link(ifname: str) -> link.Link | None:
-    with nl.Socket() as s:
-        return link.get(s, ifname)
+def _container_link(ifname: str) -> links.Link | None:
+    with links.Socket() as s:
+        return links.get(s, ifname)
 
 
-def peer(sock: nl.Socket, netns_path: str, ifname: str) -> link.Link:
+def peer(sock: links.Socket, netns_path: str, ifname: str) -> links.Link:
     """The host veth of CNI_IFNAME (code 104 when CNI_IFNAME is missing, 7 when it is no
     veth with its peer here)."""
     ctr = netns.run_in(netns_path, _container_link, ifname)
@@ -36,14 +40,14 @@ def peer(sock: nl.Socket, netns_path: str, ifname: str) -> link.Link:
         raise CNIError(INVALID_CONFIG, f"container interface {ifname} has no veth peer (it is a "
                                        f"{ctr.kind or 'device'}): bandwidth shapes veth-attached containers "
                                        "only (bridge, ptp...), as the reference")
-    host = link.get_by_index(sock, ctr.peer_index)
+    host = links.get_by_index(sock, ctr.peer_index)
     if host is None or host.kind != "veth" or host.peer_index != ctr.index:
         raise CNIError(NO_SUCH_INTERFACE, f"the veth peer of container interface {ifname} (ifindex "
                                           f"{ctr.peer_index}) is not in this network namespace")
     return host
 
 
-def check_listed(prev: Result, host: link.Link) -> None:
+def check_listed(prev: Result, host: links.Link) -> None:
     """Code 7 when prevResult lists interfaces but not the host veth (outside a sandbox)."""
     if not prev.interfaces:
         return  # 0.1.0/0.2.0 results have no interface list
@@ -52,24 +56,28 @@ def check_listed(prev: Result, host: link.Link) -> None:
                                        "prevResult's interfaces (without a sandbox)")
 
 
-def for_delete(sock: nl.Socket, netns_path: str, ifname: str, prev: Result | None, tag: str) -> link.Link | None:
-    """The host veth to clean at DEL, or None (see the module docstring)."""
+def for_delete(sock: links.Socket, netns_path: str, ifname: str, prev_result: Callable[[], Result | None],
+               tag: str) -> links.Link | None:
+    """The host veth to clean at DEL, or None (see the module docstring). ``prev_result``
+    gives prevResult (or None) and is called only when the namespace does not answer: a
+    DEL that finds the peer never parses it."""
     if netns_path:
         try:
             return peer(sock, netns_path, ifname)
         except CNIError:
             pass  # namespace or interface gone: look elsewhere
+    prev = prev_result()
     if prev is not None:
         veths = []
         for itf in prev.interfaces:
             if itf.sandbox:
                 continue
-            lk = link.get(sock, itf.name)
+            lk = links.get(sock, itf.name)
             if lk is not None and lk.kind == "veth":
                 veths.append(lk)
         if len(veths) == 1:
             return veths[0]
-    found = link.find_by_alias(sock, tag, kind="veth")
+    found = links.find_by_alias(sock, tag, "veth")
     if len(found) == 1:
-        return link.get_by_index(sock, found[0][0])
+        return links.get_by_index(sock, found[0][0])
     return None

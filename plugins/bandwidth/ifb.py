@@ -11,10 +11,21 @@ switching implementations on a live host leaks nothing.
 
 from __future__ import annotations
 
-from cnilib import link, nl
-from cnilib.owner import sha256_hex
+from cnilib.owner import attachment_tag, sha256_hex
+from cnilib import rawlink as links
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cnilib.skel import CmdArgs
 
 PREFIX = "bwp"
+
+
+def owner_tag(cmd: CmdArgs) -> str:
+    """The attachment's owner tag (``cnipy:<network>:<container id>:<ifname>``): the IFB's
+    name derives from it and its alias carries it."""
+    return attachment_tag(cmd.conf.name or "", cmd.container_id, cmd.ifname)
 
 
 def name(tag: str) -> str:
@@ -37,35 +48,31 @@ def reference_name(network: str, container_id: str) -> str:
 def create_request(ifname: str, mtu: int):
     """RTM_NEWLINK for an IFB, up, with ``mtu`` and txqueuelen 0 (as the reference: the
     TBF on it has its own queue)."""
-    attrs: list = [("IFLA_IFNAME", ifname), ("IFLA_TXQLEN", 0)]
-    if mtu:
-        attrs.append(("IFLA_MTU", mtu))
-    attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "ifb")]}))
-    return nl.msg("ifinfmsg", {"family": 0, "index": 0, "flags": link.IFF_UP, "change": link.IFF_UP}, attrs)
+    return links.ifb_request(ifname, mtu)
 
 
-def create(sock: nl.Socket, ifname: str, mtu: int, tag: str) -> link.Link:
+def create(sock: links.Socket, ifname: str, mtu: int, tag: str) -> links.Link:
     """Create the IFB (NetlinkError EEXIST when the name is taken), tag it, read it back."""
-    link.create(sock, create_request(ifname, mtu))
-    lk = link.get(sock, ifname)
+    links.create(sock, create_request(ifname, mtu))
+    lk = links.get(sock, ifname)
     if lk is None:
         raise OSError(2, f"IFB {ifname} vanished right after its creation")
-    link.set_link(sock, lk.index, alias=tag)  # the kernel ignores an alias in the creating request
+    links.set_alias(sock, lk.index, tag)  # the kernel ignores an alias in the creating request
     lk.alias = tag
     return lk
 
 
-def delete(sock: nl.Socket, ifname: str, ours: bool) -> bool:
+def delete(sock: links.Socket, ifname: str, ours: bool) -> bool:
     """Delete IFB ``ifname`` if it is one (``ours``: any alias; else only one without a
     cni-py tag, i.e. the reference's); False when there was nothing to delete."""
-    lk = link.get(sock, ifname)
+    lk = links.get(sock, ifname)
     if lk is None or lk.kind != "ifb":
         return False
     if not ours and lk.alias.startswith("cnipy:"):
         return False
-    return link.delete(sock, lk.index)
+    return links.delete(sock, lk.index)
 
 
-def tagged(sock: nl.Socket) -> list[tuple[int, str, str]]:
+def tagged(sock: links.Socket) -> list[tuple[int, str, str]]:
     """(index, name, alias) of every IFB here."""
-    return [(lk.index, lk.name, lk.alias) for lk in link.list_links(sock, kind="ifb")]
+    return [(lk.index, lk.name, lk.alias) for lk in links.list_links(sock, "ifb")]

@@ -9,8 +9,9 @@ includes the interface (ifb.py); bursts that overflow the kernel's 32-bit tick b
 clamped, not wrapped (shape.py); a failed ADD leaves nothing; CHECK checks every qdisc,
 the IFB and the filter (check.py); DEL needs neither prevResult nor the namespace and
 removes the qdiscs too when the veth stays; GC (delete.py); the capability and the
-config keys both hold (lower rate and burst win per direction). Traffic control is
-spoken over netlink (cnilib.tc); each verb is imported only when it runs.
+config keys both hold (lower rate and burst win per direction). Traffic control
+(cnilib.tc) and the few link requests (links.py) are packed by hand, so no verb loads
+pyroute2; each verb is imported only when it runs.
 """
 
 from __future__ import annotations
