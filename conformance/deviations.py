@@ -21,6 +21,16 @@ _ARGS = ("the reference fails on CNI_ARGS keys it does not use (K8S_POD_*) unles
          "IgnoreUnknown=1, although CNI_ARGS is shared by every plugin of a chain "
          "(reference-plugins.md, Common)")
 
+_FIREWALL_DEL_NEEDS_PREV = (
+    "the reference firewall (1.1.1) DEL removes only the rules of the addresses in prevResult: a DEL "
+    "without prevResult (a runtime that lost its cache) removes nothing, and CHECK still passes after it "
+    "(more-plugins.md §7 DEL; checklist F27)")
+
+_BANDWIDTH_DEL_KEEPS_QDISCS = (
+    "the reference bandwidth (1.1.1) DEL deletes the IFB only: the TBF and ingress qdiscs (and the "
+    "redirect filter) stay on the host veth until the interface plugin deletes the veth, so a veth "
+    "that outlives the attachment stays shaped (more-plugins.md §8 DEL; checklist F27)")
+
 _NOT_NETNS = ("the reference answers at once for a CNI_NETNS that is no namespace (it checks the file "
               "system type before opening: 'unknown FS magic'), but with code 999, not 8 (checklist A7/B10)")
 
@@ -62,6 +72,12 @@ _DEL_TAKES_IFNAME = (
     "the reference {t}'s DEL deletes whatever link is called CNI_IFNAME in the container, also one "
     "its ADD refused to replace (observed; checklist D19/F28)")
 
+_KILLED_TEMP_LINK = (
+    "the reference {t} creates its link under a temporary name (veth + 8 random hex digits) and renames it "
+    "to CNI_IFNAME last: an ADD killed in between leaves the temporary link in the container, and DEL, "
+    "which looks for CNI_IFNAME only, never finds it (observed for macvlan, killed 5 ms after start; "
+    "timing-dependent, so it may also pass; checklist F28)")
+
 _SELF_DELEGATION_L2 = (
     "the reference {t} with \"ipam\": {{\"type\": \"{t}\"}} execs itself without end on CHECK and DEL "
     "(IPAM runs first; the harness's limit of 32 tasks stops it); its ADD fails in the nested call with "
@@ -81,6 +97,7 @@ def _l2(t: str, section: int, failed_add: str) -> dict[tuple[str, str, str], str
         (REFERENCE, t, "F28-del-spares-foreign-interface"): _DEL_TAKES_IFNAME.format(t=t),
         (REFERENCE, t, "J-self-delegation"): _SELF_DELEGATION_L2.format(t=t),
         (REFERENCE, t, "J-self-delegation-code"): _SELF_DELEGATION_L2.format(t=t),
+        (REFERENCE, t, "F28-del-after-killed-add"): _KILLED_TEMP_LINK.format(t=t),
     }
 
 
@@ -101,6 +118,17 @@ DEVIATIONS: dict[tuple[str, str, str], str] = {
     (REFERENCE, "portmap", "G29-chained-check"): (
         "the reference portmap (1.1.1) CHECK looks for IPv6 rules it never made on a "
         "single-stack attachment and fails right after ADD (containernetworking/plugins#819)"),
+    # tuning, bandwidth, firewall (more-plugins.md §6-§8; profiles in conformance/profiles.py)
+    (REFERENCE, "firewall", "E22-passthrough"): _FIREWALL_DEL_NEEDS_PREV,
+    (REFERENCE, "firewall", "E22-effect-applied"): _FIREWALL_DEL_NEEDS_PREV,
+    (REFERENCE, "firewall", "G29-chained-check"): _FIREWALL_DEL_NEEDS_PREV,
+    (REFERENCE, "firewall", "A7-netns-special-file"): _FIREWALL_DEL_NEEDS_PREV,
+    (REFERENCE, "firewall", "A4-ifname-template"): _FIREWALL_DEL_NEEDS_PREV,
+    (REFERENCE, "firewall", "K-recased-keys-check"): _FIREWALL_DEL_NEEDS_PREV,
+    (REFERENCE, "bandwidth", "K-recased-keys"): _BANDWIDTH_DEL_KEEPS_QDISCS,
+    (REFERENCE, "bandwidth", "K-recased-keys-check"): _BANDWIDTH_DEL_KEEPS_QDISCS,
+    (REFERENCE, "bandwidth", "E22-effect-applied"): _BANDWIDTH_DEL_KEEPS_QDISCS,
+    (REFERENCE, "bandwidth", "G29-chained-check"): _BANDWIDTH_DEL_KEEPS_QDISCS,
     (REFERENCE, "bridge", "F28-del-spares-foreign-interface"): (
         "the reference bridge's DEL deletes whatever link is called CNI_IFNAME in the "
         "container, also one it refused to replace on ADD (checklist D19/F28)"),

@@ -1,7 +1,8 @@
 """The leak checker: what a plugin may not leave behind once its attachments are deleted.
 
 A snapshot covers the world's host namespace (links, addresses, routes, the nftables
-ruleset, iptables and ip6tables rules), its container namespace (links, addresses), the
+ruleset, iptables and ip6tables rules, qdiscs other than the kernel's defaults), its
+container namespace (links, their settings: MTU, MAC, promiscuity..., addresses), the
 machine's own links, the IPAM data dir (lease files; ``lock`` and ``last_reserved_ip.*``
 are bookkeeping, not leases) and libcni's cache dir. ``diff`` reports what appeared; the
 bridge a bridge plugin keeps by design (as the reference does) and its addresses and
@@ -67,6 +68,28 @@ def _routes(ns: str | None) -> set[str]:
     return out
 
 
+# The qdiscs the kernel attaches by itself to a new link: not made by a plugin.
+_DEFAULT_QDISCS = frozenset({"noqueue", "pfifo_fast", "fq_codel", "mq", "pfifo", "noop"})
+
+
+def _qdiscs(ns: str) -> set[str]:
+    """Qdiscs a plugin may have added (bandwidth's TBF and ingress), as "IFNAME KIND HANDLE"."""
+    out = sh("tc", "-j", "qdisc", "show", ns=ns, check=False)
+    try:
+        qdiscs = json.loads(out) if out.strip() else []
+    except ValueError:
+        return set()
+    return {f"{q.get('dev')} {q.get('kind')} {q.get('handle')}" for q in qdiscs
+            if q.get("kind") not in _DEFAULT_QDISCS}
+
+
+def _link_settings(ns: str) -> set[str]:
+    """What a plugin may change on a link it did not create (tuning): "IFNAME mtu=... ..."."""
+    return {f"{l['ifname']} mtu={l.get('mtu')} mac={l.get('address')} promisc={l.get('promiscuity')} "
+            f"allmulti={l.get('allmulti', 'ALLMULTI' in l.get('flags', []))} txqlen={l.get('txqlen')}"
+            for l in _ipj(ns, "-d", "link", "show")}
+
+
 def _firewall(ns: str) -> dict[str, str]:
     out = {}
     if shutil.which("nft"):
@@ -101,7 +124,9 @@ def snapshot(w: "World", keys: Iterable[str] | None = None) -> dict:
         "host addresses": lambda: _addrs(w.host),
         "host routes": lambda: _routes(w.host),
         "host firewall": lambda: _firewall(w.host),
+        "host qdiscs": lambda: _qdiscs(w.host),
         "container links": lambda: _links(w.ctr),
+        "container link settings": lambda: _link_settings(w.ctr),
         "container addresses": lambda: _addrs(w.ctr),
         "machine links": lambda: _links(None),
         "IPAM leases": lambda: _files(w.sandbox.data_dir, _not_lease),
@@ -137,6 +162,10 @@ def diff(before: dict, after: dict, allowed_links: set[str] = frozenset(),
                 new = {x for x in new if x.split()[0] not in allowed_links}
             if k == "host routes":  # "DST dev=IFNAME via=... table=..."
                 new = {x for x in new if x.split()[1].removeprefix("dev=") not in allowed_links}
+            if k == "host qdiscs":  # "IFNAME KIND HANDLE": those of a leaked link are reported with it
+                new = {x for x in new if x.split()[0] in {y.split()[0] for y in b} | before.get("host links", set())}
+            if k == "container link settings":  # "IFNAME mtu=...": only links that were there before
+                new = {x for x in new if x.split()[0] in before.get("container links", set())}
             if new:
                 leaks.append(f"{k}: {', '.join(sorted(new))}")
         elif isinstance(a, dict):

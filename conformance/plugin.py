@@ -146,7 +146,11 @@ def world(request: pytest.FixtureRequest, plugin: PluginUnderTest):
             # Waits only while the kernel still tears down a deleted namespace's links.
             leaks = leak.settle(w, before, allowed)
             if leaks:
-                pytest.fail(f"leak: {plugin.type} left behind: " + " | ".join(leaks), pytrace=False)
+                what = f"leak: {plugin.type} left behind: " + " | ".join(leaks)
+                deviation = request.node.get_closest_marker("xfail")
+                if deviation is not None:  # the check's documented deviation is this leak
+                    pytest.xfail(f"{deviation.kwargs.get('reason', '')} ({what})")
+                pytest.fail(what, pytrace=False)
     finally:
         w.close()
 
@@ -176,7 +180,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         return
     prev = results.get(key)
     # A teardown failure (leak) overrides a passing call.
-    if prev is None or status == "fail" or (prev[0] == "pass" and status != "pass"):
+    if prev is None or status == "fail" or (prev[0] in ("pass", "unexpected pass") and status != "pass"):
         results[key] = (status, detail, cm.args)
 
 

@@ -8,7 +8,9 @@ suites apply:
 - ``interface``: creates CNI_IFNAME in the container (bridge, macvlan, ipvlan, vlan);
   delegates to IPAM;
 - ``loopback``: configures ``lo`` in the container, creates nothing;
-- ``chained``: needs a prevResult and passes it on (portmap).
+- ``chained``: needs a prevResult and passes it on (portmap, tuning, bandwidth, firewall);
+  its world holds the pod the prevResult describes: a veth pair, the host end in the host
+  namespace, ``eth0`` (with the prevResult's address) in the container.
 
 Third-party plugins of a known type reuse these profiles; a plugin of an unknown type
 gets the generic checks that need no valid config.
@@ -38,8 +40,11 @@ class Sandbox:
     spy_dir: str = ""
     # A link of the world's host namespace standing in for the machine's NIC: the parent
     # ("master") of macvlan, ipvlan and vlan links. Made only for a profile that asks for
-    # it (``Profile.prepare_host``), so other plugins' worlds stay as they were.
+    # it (``Profile.prepare``), so other plugins' worlds stay as they were.
     master: str = ""
+    # The host end of the pod's veth pair (the container end is eth0) that a chained
+    # plugin's prevResult describes; made only for a profile that asks for it.
+    pod_veth: str = ""
 
 
 @dataclass
@@ -62,10 +67,16 @@ class Profile:
     # Undo part of an attachment behind the plugin's back, so CHECK must notice
     # (checklist G31): ``sabotage(world, container_id, ifname)``.
     sabotage: Callable[..., None] | None = None
-    # What the world's host namespace must hold before the plugin can run (the stand-in
-    # NIC): ``prepare_host(sandbox, host_netns_name)``, run whenever the world makes its
-    # namespaces, so it is part of the leak checker's "before".
-    prepare_host: Callable[[Sandbox, str], None] | None = None
+    # What the world's namespaces must hold before the plugin can run (a stand-in NIC, a
+    # pod's veth pair): ``prepare(sandbox, host_netns_name, container_netns_name)``, run
+    # whenever the world makes its namespaces, so it is part of the leak checker's "before".
+    prepare: Callable[[Sandbox, str, str], None] | None = None
+    # A chained plugin's config keys that make its ADD change something the harness sees
+    # (rules, qdiscs, link settings): ``effect(sandbox)``, merged into the config. Without
+    # them its ADD must pass prevResult through and change nothing -- unless ``always_acts``.
+    effect: Callable[[Sandbox], dict] | None = None
+    # The plugin acts on every ADD, whatever its config (firewall: accept rules per address).
+    always_acts: bool = False
     # The kernel link kind the plugin creates (a key of conformance.kernel.PROBES): on a
     # kernel without it, the checks that need a working config are not applicable.
     link_kind: str = ""
@@ -114,7 +125,7 @@ def _drop_interface(world, cid: str, ifname: str) -> None:
     sh("ip", "link", "delete", ifname, ns=world.ctr)
 
 
-def stand_in_nic(sb: Sandbox, host_ns: str) -> None:
+def stand_in_nic(sb: Sandbox, host_ns: str, ctr_ns: str = "") -> None:
     """The master of a macvlan/ipvlan/vlan link: one end of a veth pair (both ends in the
     host namespace, both up so the master has carrier), as a NIC on a real host."""
     sh("ip", "link", "add", sb.master, "type", "veth", "peer", "name", f"{sb.master}p", ns=host_ns)
@@ -132,9 +143,47 @@ def _master_profile(plugin_type: str, extra: dict, link_kind: str, single_attach
     """A plugin creating a link on top of a host link (``master``): macvlan, ipvlan, vlan."""
     return Profile(plugin_type, INTERFACE,
                    lambda sb: {"type": plugin_type, "master": sb.master, **extra, "ipam": host_local_ipam(sb)},
-                   sabotage=_drop_interface, interface_keys=("master",), prepare_host=stand_in_nic,
+                   sabotage=_drop_interface, interface_keys=("master",), prepare=stand_in_nic,
                    link_kind=link_kind, drop_parent=_drop_master, single_attachment=single_attachment,
                    separate_subnets=True)
+
+
+def pod_address(sb: Sandbox) -> tuple[str, str]:
+    """The pod's IPv4 address (with prefix) and gateway in a chained plugin's prevResult."""
+    net = sb.subnet4.rsplit(".", 1)[0]
+    return f"{net}.5/24", f"{net}.1"
+
+
+def _world_mac(sb: Sandbox, n: int) -> str:
+    """A locally administered unicast MAC of the world's (from its pod veth's name)."""
+    tag = sb.pod_veth[-8:].rjust(8, "0")
+    return f"02:{n:02x}:{tag[0:2]}:{tag[2:4]}:{tag[4:6]}:{tag[6:8]}"
+
+
+def pod_veth(sb: Sandbox, host_ns: str, ctr_ns: str) -> None:
+    """The pod a chained plugin's prevResult describes, as bridge or ptp would leave it: a
+    veth pair, ``sb.pod_veth`` in the host namespace, ``eth0`` in the container with the
+    pod's address, both up. The MACs are the world's own, so renewed namespaces
+    (``World.renew_namespaces``) hold the same pod."""
+    sh("ip", "link", "add", sb.pod_veth, "address", _world_mac(sb, 1), "type", "veth",
+       "peer", "name", "eth0", "address", _world_mac(sb, 2), "netns", ctr_ns, ns=host_ns)
+    sh("ip", "link", "set", sb.pod_veth, "up", ns=host_ns)
+    sh("ip", "addr", "add", pod_address(sb)[0], "dev", "eth0", ns=ctr_ns)
+    sh("ip", "link", "set", "eth0", "up", ns=ctr_ns)
+
+
+def _chained(plugin_type: str, config: Callable[[Sandbox], dict], effect: Callable[[Sandbox], dict],
+             always_acts: bool = False, needs_netns: bool = False) -> Profile:
+    """A chained plugin behind a veth-based interface plugin (the pod's veth pair)."""
+    return Profile(plugin_type, CHAINED, lambda sb: {"type": plugin_type, **config(sb)}, needs_netns=needs_netns,
+                   prepare=pod_veth, effect=effect, always_acts=always_acts)
+
+
+# Host ports the checks map (the leak checker looks for rules naming them).
+PORT_MAPPINGS = [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"},
+                 {"hostPort": 18053, "containerPort": 53, "protocol": "udp"}]
+# Rates and bursts (bits/s, bits) the bandwidth profile shapes with: a TBF and an IFB.
+SHAPING = {"ingressRate": 8_000_000, "ingressBurst": 800_000, "egressRate": 8_000_000, "egressBurst": 800_000}
 
 
 # The kernel keeps one VLAN link per (parent, VLAN ID) across all namespaces, so a second
@@ -154,9 +203,14 @@ PROFILES: dict[str, Profile] = {
     "macvlan": _master_profile("macvlan", {"mode": "bridge"}, "macvlan"),
     "ipvlan": _master_profile("ipvlan", {"mode": "l2"}, "ipvlan"),
     "vlan": _master_profile("vlan", {"vlanId": 100}, "vlan", _ONE_VLAN_LINK),
-    "portmap": Profile("portmap", CHAINED,
-                       lambda sb: {"type": "portmap", "capabilities": {"portMappings": True}},
-                       needs_netns=False),
+    "portmap": _chained("portmap", lambda sb: {"capabilities": {"portMappings": True}},
+                        lambda sb: {"runtimeConfig": {"portMappings": PORT_MAPPINGS}}),
+    # dataDir in the world, where the leak checker sees a backup file left behind.
+    "tuning": _chained("tuning", lambda sb: {"dataDir": f"{sb.data_dir}/tuning"},
+                       lambda sb: {"mtu": 1400, "promisc": True}),
+    "bandwidth": _chained("bandwidth", lambda sb: {}, lambda sb: dict(SHAPING)),
+    # The backend each implementation picks by itself (ours nftables, the reference iptables).
+    "firewall": _chained("firewall", lambda sb: {}, lambda sb: {}, always_acts=True),
 }
 
 

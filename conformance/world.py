@@ -56,6 +56,7 @@ class World:
             subnet6=f"fd00:{a}:{b}::/64",
             spy_dir=os.path.join(self.tmp, "spy"),
             master=f"cnm{tag[:8]}",
+            pod_veth=f"cnv{tag[:8]}",
         )
         a, b = _unique_octets()
         # A second network's IPv4 subnet, for checks holding attachments of two networks.
@@ -74,8 +75,8 @@ class World:
         sh("ip", "netns", "add", self.ctr)
         try:
             sh("ip", "link", "set", "lo", "up", ns=self.host)
-            if self.profile is not None and self.profile.prepare_host is not None:
-                self.profile.prepare_host(self.sandbox, self.host)
+            if self.profile is not None and self.profile.prepare is not None:
+                self.profile.prepare(self.sandbox, self.host, self.ctr)
         except Exception:
             self.close()
             raise

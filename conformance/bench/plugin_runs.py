@@ -5,9 +5,14 @@
 * loopback ADD+DEL, in a throwaway namespace;
 * bridge+host-local ADD+DEL with ipMasq: bridge execs host-local itself;
 * macvlan+host-local ADD+DEL: a macvlan link on a stand-in NIC (a veth end in the host
-  namespace), born in the container namespace; macvlan execs host-local itself.
+  namespace), born in the container namespace; macvlan execs host-local itself;
+* tuning, bandwidth, firewall ADD+DEL (chained): each behind a pod a veth-based interface
+  plugin would have made (a veth pair, one end in the container namespace with an address),
+  prevResult in both verbs as libcni sends it; tuning sets an MTU, promiscuity and a sysctl,
+  bandwidth shapes both directions with containerd's payload (capability, bursts
+  4294967295), firewall runs its default backend (ours nftables, the reference iptables).
 
-host-local, bridge and macvlan are started in a throwaway host namespace of their own, from a
+host-local, bridge, macvlan and the chained plugins are started in a throwaway host namespace of their own, from a
 thread parked there (:class:`~conformance.bench.proc.NetnsThread`); loopback touches only
 the throwaway namespace it is given as CNI_NETNS. The namespaces are named with the
 caller's prefix; the scenario's ``teardown`` (and the caller's cleanup) removes them.
@@ -17,6 +22,7 @@ every run, and gives its row of the report: medians and peak RSS.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -144,6 +150,78 @@ def macvlan_scenario(tmp: str, prefix: str = "") -> Scenario:
             subprocess.run(["ip", "netns", "delete", n], check=False)
 
     return Scenario("macvlan+host-local ADD+DEL", ["macvlan", "host-local"], run, setup, teardown, key="macvlan")
+
+
+# What makes each chained plugin act (besides the pod in prevResult), per implementation n.
+def _chained_keys(kind: str, n: int, tmp: str) -> dict:
+    if kind == "tuning":
+        return {"mtu": 1400, "promisc": True, "sysctl": {f"net.ipv4.conf.eth{n}.arp_filter": "1"},
+                "dataDir": tempfile.mkdtemp(prefix="tuning-", dir=tmp)}
+    if kind == "bandwidth":  # what containerd sends for the kubernetes.io/*-bandwidth annotations
+        return {"capabilities": {"bandwidth": True},
+                "runtimeConfig": {"bandwidth": {"IngressRate": 16_000_000, "IngressBurst": 4294967295,
+                                                "EgressRate": 20_000_000, "EgressBurst": 4294967295}}}
+    return {}  # firewall: each implementation's default backend
+
+
+CHAINED = ("tuning", "bandwidth", "firewall")
+
+
+def chained_scenario(kind: str, tmp: str, prefix: str = "") -> Scenario:
+    """A chained plugin's ADD then DEL (``kind``: tuning, bandwidth or firewall) for a pod of
+    its own per implementation: a veth pair (``eth<n>`` in the container namespace, with
+    10.126.<n>.5/24) that prevResult describes; plugins running in a throwaway host namespace."""
+    tag = uuid.uuid4().hex[:6]
+    short = kind[:2]
+    host, ctr = (f"{prefix}{short}h", f"{prefix}{short}c") if prefix else (f"bench-{short}h-{tag}", f"bench-{short}c-{tag}")
+    host_path, ctr_path = os.path.join(NETNS_DIR, host), os.path.join(NETNS_DIR, ctr)
+    confs: dict[str, dict] = {}
+
+    def mac(ns: str, link: str) -> str:
+        out = subprocess.run(["ip", "-n", ns, "-j", "link", "show", "dev", link], capture_output=True, text=True,
+                             check=True).stdout
+        return json.loads(out)[0]["address"]
+
+    def run(bin_dir: str, s: Sample, rss: RssMeter | None) -> None:
+        b = os.path.join(bin_dir, kind)
+        if bin_dir not in confs:
+            n = len(confs)
+            veth = f"bpv{n}{tag}"
+            subprocess.run(["ip", "-n", host, "link", "add", veth, "type", "veth", "peer", "name", f"eth{n}",
+                            "netns", ctr], check=True)
+            subprocess.run(["ip", "-n", ctr, "addr", "add", f"10.126.{n}.5/24", "dev", f"eth{n}"], check=True)
+            for ns, link in ((host, veth), (ctr, f"eth{n}")):
+                subprocess.run(["ip", "-n", ns, "link", "set", link, "up"], check=True)
+            prev = {"cniVersion": "1.0.0",
+                    "interfaces": [{"name": veth, "mac": mac(host, veth)},
+                                   {"name": f"eth{n}", "mac": mac(ctr, f"eth{n}"), "sandbox": ctr_path}],
+                    "ips": [{"address": f"10.126.{n}.5/24", "gateway": f"10.126.{n}.1", "interface": 1}], "dns": {}}
+            confs[bin_dir] = {"cniVersion": "1.0.0", "name": f"bench-{kind}{n}", "type": kind,
+                              **_chained_keys(kind, n, tmp), "prevResult": prev}
+        ifname = confs[bin_dir]["prevResult"]["interfaces"][1]["name"]
+        for verb in ("ADD", "DEL"):
+            exec_plugin(b, verb, confs[bin_dir], s, rss, host_netns=host_path, ns_thread=True, CNI_NETNS=ctr_path,
+                        CNI_IFNAME=ifname)
+        if kind == "bandwidth":
+            # Untimed: the reference's DEL leaves its qdiscs on the veth (the interface plugin's
+            # DEL, deleting the veth, would take them), and its next ADD would fail on them.
+            veth = confs[bin_dir]["prevResult"]["interfaces"][0]["name"]
+            for qdisc in ("root", "ingress"):
+                subprocess.run(["tc", "-n", host, "qdisc", "del", "dev", veth, qdisc], capture_output=True, check=False)
+
+    def setup() -> None:
+        for n in (host, ctr):
+            subprocess.run(["ip", "netns", "add", n], check=True)
+
+    def teardown() -> None:
+        release_netns_threads(host_path)
+        for n in (ctr, host):  # the pods' veths, IFBs and rules go with the namespaces
+            subprocess.run(["ip", "netns", "delete", n], check=False)
+
+    names = {"tuning": "tuning ADD+DEL (MTU, promisc, a sysctl)",
+             "bandwidth": "bandwidth ADD+DEL (both directions, containerd's payload)",
+             "firewall": "firewall ADD+DEL (default backend)"}
+    return Scenario(names[kind], [kind], run, setup, teardown, key=kind)
 
 
 def loopback_scenario(prefix: str = "") -> Scenario:

@@ -129,13 +129,17 @@ def markdown(rows: list[dict], labels: list[str], meta: dict, errors: list[dict]
         lines.append(f"{SUPERSCRIPTS[i % len(SUPERSCRIPTS)]} {why}.")
     keys = {r["key"] for r in rows}
     how = []
-    if keys & {"host-local", "loopback", "bridge", "macvlan", "chain"}:
-        runs = next(r["runs"] for r in rows if r["key"] in ("host-local", "loopback", "bridge", "macvlan", "chain"))
+    singles = {"host-local", "loopback", "bridge", "macvlan", "tuning", "bandwidth", "firewall"}
+    if keys & (singles | {"chain"}):
+        runs = next(r["runs"] for r in rows if r["key"] in singles | {"chain"})
         how.append(f"single-pod rows: medians of {runs} run{'s' if runs != 1 else ''}, implementations alternating")
-    if keys & {"host-local", "loopback", "bridge", "macvlan"}:
+    if keys & singles:
         how.append("plugin rows: the plugin processes run directly, in a throwaway host namespace")
     if "macvlan" in keys:
         how.append("macvlan row: bridge mode on a veth end standing in for the NIC, host-local IPv4 lease")
+    if keys & {"tuning", "bandwidth", "firewall"}:
+        how.append("tuning/bandwidth/firewall rows: one pod per implementation (a veth pair, prevResult in "
+                   "ADD and DEL as libcni sends it)")
     if keys & {"chain", "parallel"}:
         how.append("chain rows: bridge (isGateway, ipMasq, host-local) -> portmap (one host port, as "
                    "capability args) through libcni's Go driver (its start-up included), in a throwaway "

@@ -74,6 +74,51 @@ def del_ok(world: World, plugin, conf: dict, **kw) -> None:
     assert out.stdout.strip() == b"", f"successful DEL printed something: {out}"
 
 
+def _mac(ns: str, link: str, fallback: str) -> str:
+    from conformance.leak import _ipj
+
+    found = _ipj(ns, "link", "show", "dev", link)
+    return found[0].get("address", fallback) if found else fallback
+
+
+def prev_result(world: World, version: str, full: bool = False) -> dict:
+    """A chained plugin's prevResult, as a veth-based interface plugin (bridge, ptp) returns
+    it for the pod the world holds (profiles.pod_veth): the host end (no sandbox), eth0 in
+    the container, its address; ``full`` adds routes and every dns field (so that each
+    object of a result is there, e.g. to be re-cased)."""
+    from conformance.profiles import pod_address
+
+    address, gateway = pod_address(world.sandbox)
+    host_end = world.sandbox.pod_veth or world.sandbox.bridge
+    ipc: dict = {"address": address, "gateway": gateway, "interface": 1}
+    if version.startswith("0."):
+        ipc["version"] = "4"
+    res = {"cniVersion": version,
+           "interfaces": [{"name": host_end, "mac": _mac(world.host, host_end, "02:00:00:00:00:01")},
+                          {"name": "eth0", "mac": _mac(world.ctr, "eth0", "02:00:00:00:00:02"),
+                           "sandbox": world.ctr_path}],
+           "ips": [ipc], "dns": {}}
+    if full:
+        res["routes"] = [{"dst": "0.0.0.0/0", "gw": gateway}]
+        res["dns"] = {"nameservers": [gateway], "domain": "example.test", "search": ["example.test"],
+                      "options": ["ndots:2"]}
+    return res
+
+
+def passes_through(out: dict, prev: dict) -> bool:
+    """Whether a chained plugin's output is its prevResult, to which it may have appended
+    interfaces (bandwidth's IFB): the spec's "prevResult plus its changes"."""
+    n = len(prev.get("interfaces", []))
+    return (isinstance(out, dict) and out.get("interfaces", [])[:n] == prev.get("interfaces", [])
+            and {k: v for k, v in out.items() if k != "interfaces"} == {k: v for k, v in prev.items() if k != "interfaces"})
+
+
+def effect_conf(plugin, world: World, version: str) -> dict:
+    """The chained plugin's config with the keys that make its ADD act (profiles.effect)."""
+    extra = plugin.profile.effect(world.sandbox) if plugin.profile.effect else {}
+    return world.conf(version, **extra)
+
+
 def with_prev(conf: dict, result: dict) -> dict:
     c = dict(conf)
     c["prevResult"] = result

@@ -1,85 +1,96 @@
-"""Chained plugin checks (portmap-like: needs prevResult, passes it on): checklist E22-E24,
-F26, G29 for chained plugins, with the leak checker watching the firewall."""
+"""Chained plugin checks (needs prevResult, passes it on): checklist E22-E24, F26, G29 for
+chained plugins (portmap, tuning, bandwidth, firewall), with the leak checker watching the
+firewall, qdiscs and the settings of the pod's links.
+
+Each profile names the config keys that make its plugin act (``Profile.effect``: port
+mappings, an MTU and promiscuity, rates); the pod the prevResult describes is real (a veth
+pair, profiles.pod_veth), so a plugin that looks at it (tuning, bandwidth) finds it.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from conformance.checks.common import assert_error, need_profile, newest, run, supported_versions, with_prev
+from conformance import deviations
+from conformance.checks.common import (
+    assert_error, effect_conf, need_profile, newest, passes_through, prev_result, run, supported_versions, with_prev,
+)
+from conformance.leak import diff, markers, snapshot
 from conformance.plugin import check, kinds
-from conformance.proc import sh
+
+# What a chained plugin's ADD may change in the world (and its DEL must undo).
+EFFECTS = ("host firewall", "host qdiscs", "host links", "container link settings")
 
 
-def _prev(world, version: str) -> dict:
-    """A previous result as an interface plugin would have returned it."""
-    a, b = world.sandbox.subnet4.split(".")[1:3]
-    ipc = {"address": f"10.{a}.{b}.5/24", "gateway": f"10.{a}.{b}.1", "interface": 1}
-    if version.startswith("0."):
-        ipc["version"] = "4"
-    return {"cniVersion": version,
-            "interfaces": [{"name": world.sandbox.bridge, "mac": "02:00:00:00:00:01"},
-                           {"name": "eth0", "mac": "02:00:00:00:00:02", "sandbox": world.ctr_path}],
-            "ips": [ipc], "dns": {}}
+def _effects(world) -> dict:
+    return snapshot(world, EFFECTS)
 
 
-def _mappings(world) -> list[dict]:
-    return [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"},
-            {"hostPort": 18053, "containerPort": 53, "protocol": "udp"}]
-
-
-def _firewall(world) -> str:
-    text = sh("nft", "list", "ruleset", ns=world.host, check=False)
-    text += sh("iptables-save", ns=world.host, check=False)
-    return text
+def _assert_undone(world, before: dict, what: str) -> None:
+    """Nothing of what ADD did is left (shared firewall scaffolding, which names no address
+    or port of the world's, may stay, as the leak checker allows)."""
+    left = diff(before, _effects(world), firewall_markers=markers(world))
+    assert not left, f"{what} left: {' | '.join(left)}"
 
 
 @check("E22-passthrough", "E Chaining", "M", "SPEC §Chained plugins (output = prevResult + changes); checklist E22")
 @kinds("chained")
 def test_output_is_prev_result(plugin, world):
-    """With nothing to do (no mappings), ADD outputs prevResult unchanged."""
+    """With nothing to do (no mappings, no rates, no settings), ADD outputs prevResult
+    unchanged (a plugin that acts on every ADD, as firewall, passes it on all the same)."""
     need_profile(plugin)
     v = newest(plugin, world, "1.0.0")
-    prev = _prev(world, v)
+    prev = prev_result(world, v)
+    before = _effects(world)
     out = run(world, plugin, "ADD", with_prev(world.conf(v), prev))
+    run(world, plugin, "DEL", world.conf(v))
     assert out.ok, out
     assert out.doc == prev, f"output differs from prevResult:\n{out.doc}\n{prev}"
+    _assert_undone(world, before, "ADD then DEL (without prevResult)")
 
 
-@check("E22-mappings-installed", "E Chaining", "M", "SPEC §Chained plugins; checklist E22/F27")
+@check("E22-effect-applied", "E Chaining", "M", "SPEC §Chained plugins; checklist E22/F27")
 @kinds("chained")
-def test_mappings_added_and_removed(plugin, world):
-    """With port mappings: ADD passes prevResult through and installs rules; DEL (without
-    prevResult) removes them all (the leak checker compares the firewall)."""
+def test_effect_added_and_removed(plugin, world):
+    """With what makes the plugin act (port mappings, rates, link settings): ADD passes
+    prevResult on (plus the interfaces it adds) and changes the host or the pod; DEL
+    (without prevResult) undoes it all (the leak checker compares the firewall, qdiscs,
+    links and the pod's link settings)."""
     need_profile(plugin)
     v = newest(plugin, world, "1.0.0")
-    prev = _prev(world, v)
-    conf = world.conf(v, runtimeConfig={"portMappings": _mappings(world)})
-    before = _firewall(world)
+    prev = prev_result(world, v)
+    conf = effect_conf(plugin, world, v)
+    before = _effects(world)
     out = run(world, plugin, "ADD", with_prev(conf, prev))
+    after = _effects(world)
     assert out.ok, out
-    assert out.doc == prev, f"output differs from prevResult:\n{out.doc}\n{prev}"
-    assert _firewall(world) != before, "ADD with port mappings changed no firewall rule"
+    assert passes_through(out.doc, prev), f"output is not prevResult plus changes:\n{out.doc}\n{prev}"
+    assert after != before, f"ADD with {sorted(set(conf) - set(world.conf(v)))} changed nothing the harness sees"
     out = run(world, plugin, "DEL", conf)
     assert out.ok and out.stdout.strip() == b"", out
+    _assert_undone(world, before, "DEL (without prevResult)")
 
 
 @check("G29-chained-check", "G CHECK", "M", "SPEC §CHECK; checklist G29/G31/G33")
 @kinds("chained")
 def test_check_after_add_and_after_del(plugin, world):
-    """CHECK passes right after ADD, fails without prevResult, and fails once DEL has
-    removed the rules."""
+    """CHECK (with ADD's output as prevResult, as libcni sends it) passes right after ADD,
+    fails without prevResult, and fails once DEL has undone what ADD did."""
     need_profile(plugin)
     v = newest(plugin, world, "1.1.0")
-    prev = _prev(world, v)
-    conf = world.conf(v, runtimeConfig={"portMappings": _mappings(world)})
-    assert run(world, plugin, "ADD", with_prev(conf, prev)).ok
-    out = run(world, plugin, "CHECK", with_prev(conf, prev))
+    prev = prev_result(world, v)
+    conf = effect_conf(plugin, world, v)
+    before = _effects(world)
+    added = run(world, plugin, "ADD", with_prev(conf, prev))
+    assert added.ok, added
+    out = run(world, plugin, "CHECK", with_prev(conf, added.doc))
     try:
         assert out.ok and out.stdout.strip() == b"", f"CHECK right after ADD: {out}"
         assert_error(run(world, plugin, "CHECK", conf))
     finally:
         assert run(world, plugin, "DEL", conf).ok
-    assert_error(run(world, plugin, "CHECK", with_prev(conf, prev)))
+    _assert_undone(world, before, "DEL (without prevResult)")
+    assert_error(run(world, plugin, "CHECK", with_prev(conf, added.doc)))
 
 
 @check("E23-prev-result-versions", "E Chaining", "M", "libcni passes prevResult unconverted; checklist E23")
@@ -94,7 +105,8 @@ def test_prev_result_of_same_family(plugin, world):
     if not pairs:
         pytest.skip("not applicable: the plugin supports no two versions of one family")
     for conf_v, prev_v in pairs:
-        out = run(world, plugin, "ADD", with_prev(world.conf(conf_v), _prev(world, prev_v)))
+        out = run(world, plugin, "ADD", with_prev(world.conf(conf_v), prev_result(world, prev_v)))
+        run(world, plugin, "DEL", world.conf(conf_v))
         assert out.ok, f"config {conf_v} with a {prev_v} prevResult: {out}"
         assert out.doc.get("cniVersion") == conf_v, f"output version {out.doc.get('cniVersion')} for config {conf_v}"
 
@@ -103,17 +115,21 @@ def test_prev_result_of_same_family(plugin, world):
 @kinds("chained")
 def test_add_without_prev_result(plugin, world):
     need_profile(plugin)
-    conf = world.conf(newest(plugin, world, "1.0.0"), runtimeConfig={"portMappings": _mappings(world)})
-    assert_error(run(world, plugin, "ADD", conf))
+    conf = effect_conf(plugin, world, newest(plugin, world, "1.0.0"))
+    out = run(world, plugin, "ADD", conf)
+    if out.ok:
+        run(world, plugin, "DEL", conf)
+    assert_error(out)
 
 
 @check("DIFF-chained-outcomes", "Differential", "D", "same outcomes as the reference plugin of this type")
 @kinds("chained")
 def test_same_outcomes_as_reference(plugin, world):
     """The same inputs give the same outcomes as the reference plugin (in a world of its
-    own): ADD without mappings, with mappings (its output = prevResult, byte for byte once
-    parsed), DEL with and without mappings, a second DEL, ADD without prevResult (an error
-    for both; codes are not compared: the reference says 999 where we name the problem)."""
+    own): ADD with nothing to do, with what makes it act (its output = prevResult, plus the
+    number of interfaces it appended), CHECK, DEL with and without that config, a second
+    DEL, ADD without prevResult (an error for both; codes are not compared: the reference
+    says 999 where we name the problem)."""
     need_profile(plugin)
     if plugin.reference is None:
         pytest.skip("not applicable: no reference plugin of this type to compare with (or it is the one under test)")
@@ -122,18 +138,32 @@ def test_same_outcomes_as_reference(plugin, world):
     v = "1.0.0"
 
     def outcomes(w, binary: str, path: str) -> list:
-        prev = _prev(w, v)
-        with_maps = w.conf(v, runtimeConfig={"portMappings": _mappings(w)})
+        prev = prev_result(w, v)
+        acting = effect_conf(plugin, w, v)
         seen = []
-        for verb, conf in (("ADD", with_prev(w.conf(v), prev)), ("ADD", with_prev(with_maps, prev)),
-                           ("DEL", with_maps), ("DEL", with_maps), ("DEL", w.conf(v)), ("ADD", with_maps)):
+        output = prev
+        for verb, conf in (("ADD", with_prev(w.conf(v), prev)), ("ADD", with_prev(acting, prev)),
+                           ("CHECK", None), ("DEL", acting), ("DEL", acting), ("DEL", w.conf(v)), ("ADD", acting)):
+            if verb == "CHECK":
+                conf = with_prev(acting, output)  # libcni sends the ADD output
             out = w.exec(binary, verb, conf, containerid="diff1", ifname="eth0", path=path)
             doc = out.doc if out.ok else None
-            # prevResult carries this world's own addresses: compare it as "= prevResult".
-            seen.append((verb, out.ok, "prevResult" if doc == prev else doc))
+            if verb == "ADD" and out.ok:
+                output = doc
+            # prevResult carries this world's own addresses and names: compare it as such.
+            if doc == prev:
+                doc = "prevResult"
+            elif doc is not None and passes_through(doc, prev):
+                doc = f"prevResult + {len(doc['interfaces']) - len(prev['interfaces'])} interface(s)"
+            seen.append((verb, out.ok, doc))
+        w.exec(binary, "DEL", w.conf(v), containerid="diff1", ifname="eth0", path=path)
         return seen
 
     with World(world.cni_path, plugin.profile) as other:
         ours = outcomes(world, plugin.binary, world.cni_path)
         ref = outcomes(other, plugin.reference, "/usr/lib/cni")
+    known = deviations.reason(deviations.REFERENCE, plugin.type, "G29-chained-check")
+    if known and ("CHECK", True, None) in ours and ("CHECK", False, None) in ref:
+        # The reference's CHECK fails for a documented reason (portmap #819): not a difference.
+        ref[ref.index(("CHECK", False, None))] = ("CHECK", True, None)
     assert ours == ref, f"ours: {ours}\nreference: {ref}"

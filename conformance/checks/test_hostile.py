@@ -16,9 +16,9 @@ import pytest
 
 from conformance import contain
 from conformance.checks.common import (
-    CID, add_ok, assert_error, del_ok, ifname, need_many_attachments, need_profile, newest, run, with_prev,
+    CID, add_ok, assert_error, del_ok, ifname, need_many_attachments, need_profile, newest, prev_result, run,
+    with_prev,
 )
-from conformance.checks.test_chained import _prev as chained_prev_result
 from conformance.leak import _links
 from conformance.plugin import check, kinds
 from conformance.proc import Outcome
@@ -37,7 +37,7 @@ def _conf(plugin, world: World, version: str) -> dict:
         return {"cniVersion": version, "name": f"net-{world.tag}", "type": plugin.type}
     conf = world.conf(version)
     if plugin.kind == "chained":
-        conf = with_prev(conf, chained_prev_result(world, version))
+        conf = with_prev(conf, prev_result(world, version))
     return conf
 
 

@@ -29,7 +29,7 @@ from typing import Callable
 import pytest
 
 from conformance import attachment_state, leak
-from conformance.checks.common import CID, VERSIONS, add_ok, del_ok, need_profile, newest, run, with_prev
+from conformance.checks.common import CID, VERSIONS, add_ok, del_ok, need_profile, newest, prev_result, run, with_prev
 from conformance.plugin import check
 from conformance.recase import VARIANTS, describe, recase, scopes
 from conformance.proc import Outcome
@@ -46,22 +46,6 @@ _MAX_PROBES = 16  # re-runs spent, per failing variant, on finding which keys br
 def _net(world: World) -> str:
     """The world's IPv4 /24 without its last octet, e.g. ``10.231.7``."""
     return world.sandbox.subnet4.rsplit(".", 1)[0]
-
-
-def _prev_result(world: World, version: str) -> dict:
-    """A previous result as an interface plugin would have returned it, with routes and dns
-    so that every object of a result gets re-cased."""
-    net = _net(world)
-    ipc = {"address": f"{net}.5/24", "gateway": f"{net}.1", "interface": 1}
-    if version.startswith("0."):
-        ipc["version"] = "4"
-    return {"cniVersion": version,
-            "interfaces": [{"name": world.sandbox.bridge, "mac": "02:00:00:00:00:01"},
-                           {"name": "eth0", "mac": "02:00:00:00:00:02", "sandbox": world.ctr_path}],
-            "ips": [ipc],
-            "routes": [{"dst": "0.0.0.0/0", "gw": f"{net}.1"}],
-            "dns": {"nameservers": [f"{net}.1"], "domain": "example.test", "search": ["example.test"],
-                    "options": ["ndots:2"]}}
 
 
 def _base_conf(plugin, world: World, version: str) -> dict:
@@ -98,14 +82,14 @@ def _base_conf(plugin, world: World, version: str) -> dict:
         caps["ipRanges"] = True
     if plugin.type == "bridge":
         conf.update(ipMasq=True, mtu=1400, hairpinMode=True)
-    if plugin.type in ("bridge", "macvlan"):  # the types with the ``mac`` capability
+    if plugin.type in ("bridge", "macvlan", "tuning"):  # the types with the ``mac`` capability
         rc["mac"] = _MAC
         caps["mac"] = True
     if plugin.kind == "chained":
         rc["portMappings"] = [{"hostPort": 18080, "containerPort": 8080, "protocol": "tcp", "hostIP": ""},
                               {"hostPort": 18053, "containerPort": 53, "protocol": "udp", "hostIP": ""}]
         caps["portMappings"] = True
-        conf["prevResult"] = _prev_result(world, version)
+        conf["prevResult"] = prev_result(world, version, full=True)
     conf["capabilities"] = caps
     conf["runtimeConfig"] = rc
     return conf
