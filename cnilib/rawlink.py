@@ -1,15 +1,20 @@
-"""Links read and made over rtnetlink packed and read by hand (bandwidth's needs).
+"""Links read, made and changed over rtnetlink, packed and read by hand (bandwidth's and
+tuning's needs).
 
 bandwidth needs a handful of link operations: read a link by name or index (its index,
 name, kind, MAC, MTU, flags, veth peer index and alias), list the IFBs, find a veth by its
-alias, create an IFB, set an alias, delete a link. ``cnilib.link`` does these with
-pyroute2's ``ifinfmsg``, whose import (``cnilib.nl.load()``: ~22 of the ~36 ms a DEL spent
-importing, ``python -X importtime`` here) was the largest part of a bandwidth DEL's CPU
-time; with ten pods torn down at once on two cores, CPU time is what each DEL waits for.
-The messages are small fixed structures (``linux/rtnetlink.h``, ``if_link.h``), so this
-module packs them itself, as ``cnilib.tc`` packs the tc messages, and sends them through
-``cnilib.nl``'s socket: the requests are byte for byte what ``cnilib.link`` sends, and
-``Link`` has the attribute names of ``cnilib.link.Link`` that bandwidth reads.
+alias, create an IFB, set an alias, delete a link. tuning reads a link by name (MAC, MTU,
+flags, txqueuelen; ``Link`` also carries the kernel's promiscuity and all-multicast
+counts) and changes its MAC, MTU, txqueuelen, promiscuous and all-multicast modes
+(``set_link``). ``cnilib.link`` does these with pyroute2's ``ifinfmsg``, whose import
+(``cnilib.nl.load()``: ~22 of the ~36 ms a bandwidth DEL spent importing, ~19 of the ~33
+a tuning ADD did; ``python -X importtime`` here) was the largest part of either plugin's
+CPU time; with ten pods set up or torn down at once on two cores, CPU time is what each
+call waits for. The messages are small fixed structures (``linux/rtnetlink.h``,
+``if_link.h``), so this module packs them itself, as ``cnilib.tc`` packs the tc messages,
+and sends them through ``cnilib.nl``'s socket: the requests are byte for byte what
+``cnilib.link`` (and pyroute2's ``ifinfmsg`` for all-multicast and txqueuelen) sends, and
+``Link`` has the attribute names of ``cnilib.link.Link`` that the plugins read.
 
 Every function takes a ``Socket`` (which decides the namespace) and raises
 ``nl.NetlinkError`` when the kernel refuses. Standard library C modules only.
@@ -23,6 +28,8 @@ from cnilib import nl
 from cnilib.tc import Message, attr_list, nla
 
 IFF_UP = 0x1
+IFF_PROMISC = 0x100
+IFF_ALLMULTI = 0x200
 ENOENT, ENODEV = 2, 19
 
 IFLA_ADDRESS = 1
@@ -32,7 +39,10 @@ IFLA_LINK = 5
 IFLA_TXQLEN = 13
 IFLA_LINKINFO = 18
 IFLA_IFALIAS = 20
+IFLA_PROMISCUITY = 30
+IFLA_ALLMULTI = 61  # the all-multicast count, reported by newer kernels only
 IFLA_INFO_KIND = 1
+MAX_TXQLEN = 0xFFFFFFFF  # IFLA_TXQLEN is a u32
 
 _IFINFO = _struct.Struct("<BxHiII")  # family, (pad), type, index, flags, change
 _NLMSG_LEN = 16
@@ -50,18 +60,38 @@ class Socket(nl.Socket):
 
 
 class Link:
-    """What bandwidth reads of a link (one RTM_NEWLINK answer)."""
+    """What the plugins read of a link (one RTM_NEWLINK answer).
 
-    __slots__ = ("alias", "flags", "index", "kind", "mac", "mtu", "name", "peer_index")
+    ``promisc`` and ``allmulti`` are the modes asked for through IFF_PROMISC/IFF_ALLMULTI
+    (the kernel reports them in ifi_flags, ``ip link`` prints them, ``set_link`` changes
+    them); ``promiscuity`` and ``allmulti_count`` are the kernel's counts of every user of
+    the mode (a bridge port counts 1 without the flag), None when not reported."""
+
+    __slots__ = ("alias", "allmulti_count", "flags", "index", "kind", "mac", "mtu", "name", "peer_index",
+                 "promiscuity", "txqlen")
 
     def __init__(self, index: int, flags: int) -> None:
         self.index = index
         self.flags = flags
         self.name = self.kind = self.mac = self.alias = ""
-        self.mtu = self.peer_index = 0
+        self.mtu = self.peer_index = self.txqlen = 0
+        self.promiscuity: int | None = None
+        self.allmulti_count: int | None = None
+
+    @property
+    def promisc(self) -> bool:
+        return bool(self.flags & IFF_PROMISC)
+
+    @property
+    def allmulti(self) -> bool:
+        return bool(self.flags & IFF_ALLMULTI)
 
     def __repr__(self) -> str:
         return f"Link({self.name!r}, index={self.index}, kind={self.kind!r})"
+
+
+def _u32(payload: bytes) -> int:
+    return int.from_bytes(payload[:4], "little")
 
 
 def _text(payload: bytes) -> str:
@@ -79,9 +109,15 @@ def parse(raw: bytes) -> Link:
         elif atype == IFLA_ADDRESS:
             lk.mac = ":".join(f"{b:02x}" for b in payload)
         elif atype == IFLA_MTU and len(payload) >= 4:
-            lk.mtu = int.from_bytes(payload[:4], "little")
+            lk.mtu = _u32(payload)
         elif atype == IFLA_LINK and len(payload) >= 4:
-            lk.peer_index = int.from_bytes(payload[:4], "little")
+            lk.peer_index = _u32(payload)
+        elif atype == IFLA_TXQLEN and len(payload) >= 4:
+            lk.txqlen = _u32(payload)
+        elif atype == IFLA_PROMISCUITY and len(payload) >= 4:
+            lk.promiscuity = _u32(payload)
+        elif atype == IFLA_ALLMULTI and len(payload) >= 4:
+            lk.allmulti_count = _u32(payload)
         elif atype == IFLA_IFALIAS:
             lk.alias = _text(payload)
         elif atype == IFLA_LINKINFO:
@@ -183,3 +219,48 @@ def delete(sock: nl.Socket, index: int) -> bool:
             return False
         raise
     return True
+
+
+# -- changing a link (tuning's needs) ----------------------------------------------------
+
+def _mac_bytes(mac: str) -> bytes:
+    """``0a:58:0a:f4:00:05`` as its 6 bytes; ValueError for anything else (pyroute2's
+    encoder refuses those too)."""
+    parts = mac.split(":")
+    if len(parts) != 6:
+        raise ValueError(f"not a MAC address: {mac!r}")
+    return bytes(int(p, 16) for p in parts)
+
+
+def set_link_request(index: int, *, mac: str = "", mtu: int = 0, txqlen: int | None = None,
+                     promisc: bool | None = None, allmulti: bool | None = None) -> Message:
+    """RTM_NEWLINK changing link ``index``: MAC, MTU (0: unchanged), txqueuelen (0 to
+    MAX_TXQLEN) as attributes, in that order; promiscuous and all-multicast mode as
+    ifi_flags under the ifi_change mask (only the modes named change; the kernel counts
+    the change once, in its promiscuity/all-multicast count, however often it is asked).
+    One setting per request is byte for byte what ``cnilib.link.set_link`` (MAC, MTU,
+    promisc) and pyroute2's ``ifinfmsg`` (txqueuelen, all-multicast) send."""
+    flags = change = 0
+    if promisc is not None:
+        change |= IFF_PROMISC
+        flags |= IFF_PROMISC if promisc else 0
+    if allmulti is not None:
+        change |= IFF_ALLMULTI
+        flags |= IFF_ALLMULTI if allmulti else 0
+    attrs = b""
+    if mac:
+        attrs += nla(IFLA_ADDRESS, _mac_bytes(mac))
+    if mtu:
+        attrs += nla(IFLA_MTU, mtu.to_bytes(4, "little"))
+    if txqlen is not None:
+        if not 0 <= txqlen <= MAX_TXQLEN:
+            raise ValueError(f"txqlen {txqlen} out of range 0-{MAX_TXQLEN}")
+        attrs += nla(IFLA_TXQLEN, txqlen.to_bytes(4, "little"))
+    return _ifinfo(index, attrs, flags, change)
+
+
+def set_link(sock: nl.Socket, index: int, *, mac: str = "", mtu: int = 0, txqlen: int | None = None,
+             promisc: bool | None = None, allmulti: bool | None = None) -> None:
+    """Change link ``index`` in one request (see ``set_link_request``)."""
+    sock.request(set_link_request(index, mac=mac, mtu=mtu, txqlen=txqlen, promisc=promisc, allmulti=allmulti),
+                 nl.RTM_NEWLINK)

@@ -515,24 +515,156 @@ def test_hostile_netns_path_is_refused_in_time(w, tmp_path):
     assert out.code == 8, out
 
 
+# -- the kernel's view of promisc and allmulti ------------------------------------------------
+
+def test_promiscuity_and_allmulti_counts_come_back_as_they_were(w):
+    """eth0 as a bridge port: the bridge is one user of promiscuous and all-multicast mode
+    (counts 1, no PROMISC/ALLMULTI flag). ADD adds one user of each (the flags), DEL takes
+    exactly that one away: counts and flags as before, the bridge's use untouched."""
+    w.ctr.run("ip", "link", "add", "tunbr0", "type", "bridge")
+    w.ctr.run("ip", "link", "set", "eth0", "master", "tunbr0")
+    before, counts = w.link(), w.counts()
+    assert counts["promiscuity"] >= 1 and not before["promisc"] and not before["allmulti"], (before, counts)
+    conf = w.conf(promisc=True, allmulti=True)
+    assert w.run("ADD", conf).ok
+    assert w.link()["promisc"] and w.link()["allmulti"]
+    tuned = w.counts()
+    assert tuned["promiscuity"] == counts["promiscuity"] + 1, (counts, tuned)
+    if counts["allmulti"] is not None:  # older kernels do not report the count
+        assert tuned["allmulti"] == counts["allmulti"] + 1, (counts, tuned)
+    assert w.run("ADD", conf).ok  # repeated: no second user of either mode
+    assert w.counts() == tuned
+    assert w.run("CHECK", conf).ok
+    assert w.run("DEL", conf).ok
+    assert w.link() == before and w.counts() == counts
+
+
+def test_reads_what_pyroute2_reads(w):
+    """cnilib.rawlink's hand-parsed answer against pyroute2's decoding of the same link
+    (and ``ip``'s, for the counts pyroute2 may not know), after ``ip`` changed everything
+    tuning reads."""
+    from cnilib import link, netns, nl, rawlink
+
+    w.ctr.run("ip", "link", "set", "eth0", "mtu", "1300", "address", "0a:00:00:00:00:4b", "promisc", "on",
+              "allmulticast", "on", "txqueuelen", "321")
+
+    def read() -> tuple:
+        with rawlink.Socket() as raw_sock, nl.Socket() as sock:
+            return rawlink.get(raw_sock, "eth0"), link.get(sock, "eth0"), sock.get(
+                link._ifinfo(attrs=[("IFLA_IFNAME", "eth0")]), nl.RTM_GETLINK, "ifinfmsg")
+
+    ours, theirs, msg = netns.run_in(w.ctr.path, read)
+    assert (ours.index, ours.name, ours.mac, ours.mtu, ours.flags, ours.promisc) == \
+        (theirs.index, theirs.name, theirs.mac, theirs.mtu, theirs.flags, theirs.promisc)
+    assert (ours.txqlen, ours.promiscuity) == (msg.get_attr("IFLA_TXQLEN"), msg.get_attr("IFLA_PROMISCUITY"))
+    assert (ours.mac, ours.mtu, ours.promisc, ours.allmulti, ours.txqlen) == ("0a:00:00:00:00:4b", 1300, True, True,
+                                                                              321)
+    assert {"promiscuity": ours.promiscuity, "allmulti": ours.allmulti_count} == w.counts()
+
+    def missing() -> object:
+        with rawlink.Socket() as raw_sock:
+            return rawlink.get(raw_sock, "eth9")
+
+    assert netns.run_in(w.ctr.path, missing) is None
+
+
+def test_link_requests_are_byte_for_byte_what_pyroute2_sends():
+    """Each request tuning sends (read by name; MAC, MTU, promisc, allmulti, txqueuelen set
+    and put back) is the message cnilib.link and pyroute2's ifinfmsg built before."""
+    from cnilib import link, nl, rawlink
+
+    def wire(m, msg_type: int = nl.RTM_NEWLINK) -> bytes:
+        return nl.encode(m, msg_type, nl.NLM_F_REQUEST | nl.NLM_F_ACK, 7)
+
+    def ifinfo(**fields) -> object:
+        attrs = fields.pop("attrs", [])
+        return nl.msg("ifinfmsg", {"family": 0, "index": 0, "flags": 0, "change": 0, **fields}, attrs)
+
+    assert wire(rawlink._ifinfo(attrs=rawlink._name_attr(rawlink.IFLA_IFNAME, "eth0")), nl.RTM_GETLINK) == \
+        wire(link._ifinfo(attrs=[("IFLA_IFNAME", "eth0")]), nl.RTM_GETLINK)
+    for kw in (dict(mac="0a:00:00:00:00:42"), dict(mac="9A:56:30:51:44:BE"), dict(mtu=1400), dict(mtu=65535),
+               dict(promisc=True), dict(promisc=False)):
+        assert wire(rawlink.set_link_request(5, **kw)) == wire(link.set_link_request(5, **kw)), kw
+    for on in (True, False):
+        assert wire(rawlink.set_link_request(5, allmulti=on)) == \
+            wire(ifinfo(index=5, flags=0x200 if on else 0, change=0x200))
+    for txqlen in (0, 500, 0xFFFFFFFF):
+        assert wire(rawlink.set_link_request(5, txqlen=txqlen)) == wire(ifinfo(index=5, attrs=[("IFLA_TXQLEN",
+                                                                                                   txqlen)]))
+    for bad in (dict(mac="zz:00:00:00:00:01"), dict(mac="0a:00:00:00:00"), dict(txqlen=-1),
+                dict(txqlen=1 << 32)):
+        with pytest.raises(ValueError):
+            rawlink.set_link_request(5, **bad)
+
+
 # -- start-up --------------------------------------------------------------------------------
 
-def test_sysctl_only_calls_do_not_import_netlink(w, request):
-    """Only link changes need netlink: a sysctl-only ADD and a DEL with nothing to restore
-    never import pyroute2 (measured with -X importtime, not timed)."""
+# Never imported by a tuning verb: pyroute2 (through its package root or cnilib.nl's lean
+# loader, which imports pyroute2.netlink), the library layer on it, and the heavy standard
+# modules of the README's start-up budget.
+NETLINK_PYROUTE2 = ("pyroute2", "cnilib.link")
+HEAVY = {"json", "re", "subprocess", "ipaddress", "threading", "socket", "typing", "logging", "ctypes"}
+
+
+def _traced(w, request, verb: str, conf: dict, cid: str = CID) -> set[str]:
+    """Run tuning from source in the host namespace with ``-X importtime``: the modules it
+    imported (fails unless the call succeeded)."""
     src = os.environ.get("CNIPY_TEST_SRC_BIN_DIR") or request.getfixturevalue("src_bin")
     launcher = os.path.join(src, "tuning")
     with open(launcher) as f:
         python = f.readline()[2:].split()[0]
+    gc = verb in ("GC", "STATUS")
+    env = {"PATH": "/usr/bin:/bin", "CNI_COMMAND": verb, "CNI_CONTAINERID": "" if gc else cid,
+           "CNI_NETNS": "" if gc else w.ctr.path, "CNI_IFNAME": "" if gc else "eth0", "CNI_PATH": src,
+           "CNIPY_TUNING_ALLOWLIST": w.allowlist}
+    p = subprocess.run(["ip", "netns", "exec", w.host.name, python, "-X", "importtime", "-IS", launcher],
+                       input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=30, check=False)
+    assert p.returncode == 0, (verb, p)
+    imported = {line.split("|")[-1].strip() for line in p.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert imported, "no import trace"
+    return imported
+
+
+def test_no_verb_imports_pyroute2(w, request):
+    """Every verb, with every link key set (README, "Start-up budget"): link requests are
+    packed by cnilib.rawlink, so no verb loads pyroute2, not even its message classes, nor
+    a heavy standard module (traced with -X importtime, not timed). What the kernel holds
+    is checked too: the traced calls did their work."""
+    conf = w.conf(**FULL)
+    before = w.link()
+    with open(w.allowlist, "w") as f:  # STATUS and ADD read it (``re`` is its one import)
+        f.write("^net\\.\n^net/\n")
+    for verb in ("ADD", "CHECK", "DEL", "GC", "STATUS", "VERSION"):
+        call = conf
+        if verb in ("GC", "STATUS"):
+            call = {"cniVersion": "1.1.0", "name": NET, "type": "tuning", "dataDir": w.data_dir,
+                    "cni.dev/valid-attachments": []}
+        imported = _traced(w, request, verb, call)
+        bad = sorted(m for m in imported if any(m == p or m.startswith(p + ".") for p in NETLINK_PYROUTE2))
+        assert not bad, (verb, bad)
+        assert not imported & (HEAVY - {"re"}), (verb, sorted(imported & HEAVY))
+        if verb in ("ADD", "CHECK", "DEL"):
+            assert "cnilib.rawlink" in imported, verb
+        if verb == "ADD":
+            assert w.link() == {"mac": "0a:00:00:00:00:42", "mtu": 1400, "promisc": True, "allmulti": True,
+                                "txqlen": 500}
+    assert w.link() == before and w.backups() == []
+    os.unlink(w.allowlist)
+    assert not _traced(w, request, "ADD", conf) & HEAVY  # no allowlist file: no ``re`` either
+    assert _traced(w, request, "DEL", conf) and w.link() == before
+
+
+def test_sysctl_only_calls_do_not_import_netlink(w, request):
+    """Only link changes need netlink: a sysctl-only ADD and a DEL with nothing but sysctls
+    to restore import no netlink module at all (measured with -X importtime, not timed)."""
     conf = w.conf(sysctl={"net.ipv4.conf.IFNAME.arp_notify": "1"})
     for verb in ("ADD", "DEL", "VERSION"):
-        env = {"PATH": "/usr/bin:/bin", "CNI_COMMAND": verb, "CNI_CONTAINERID": CID, "CNI_NETNS": w.ctr.path,
-               "CNI_IFNAME": "eth0", "CNI_PATH": src, "CNIPY_TUNING_ALLOWLIST": w.allowlist}
-        p = subprocess.run(["ip", "netns", "exec", w.host.name, python, "-X", "importtime", "-IS", launcher],
-                           input=json.dumps(conf).encode(), env=env, capture_output=True)
-        assert p.returncode == 0, p
-        imported = {line.split("|")[-1].strip() for line in p.stderr.decode().splitlines()
-                    if line.startswith("import time:")}
-        assert imported and not any(m.startswith("pyroute2") for m in imported), (verb, sorted(imported))
-        assert not imported & {"json", "re", "subprocess", "ipaddress", "threading"}, (verb, sorted(imported))
+        imported = _traced(w, request, verb, conf)
+        bad = sorted(m for m in imported if any(m == p or m.startswith(p + ".")
+                                                for p in ("pyroute2", "cnilib.nl", "cnilib.rawlink", "cnilib.link")))
+        assert not bad, (verb, bad)
+        assert not imported & HEAVY, (verb, sorted(imported & HEAVY))
+        if verb == "ADD":
+            assert w.sysctl(ARP_NOTIFY) == "1"
     assert w.sysctl(ARP_NOTIFY) == "0"

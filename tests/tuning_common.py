@@ -84,6 +84,12 @@ class World:
         return {"mac": lk["address"], "mtu": lk["mtu"], "promisc": "PROMISC" in lk["flags"],
                 "allmulti": "ALLMULTI" in lk["flags"], "txqlen": lk.get("txqlen")}
 
+    def counts(self, name: str = "eth0") -> dict:
+        """The kernel's counts of the users of promiscuous and all-multicast mode (a bridge
+        port is one user of each without the flag; ``ip link`` prints the flags)."""
+        lk = ip_json("-d", "link", "show", "dev", name, ns=self.ctr.name)[0]
+        return {"promiscuity": lk["promiscuity"], "allmulti": lk.get("allmulti")}
+
     def sysctl(self, path: str) -> str:
         return sh("cat", f"/proc/sys/{path}", ns=self.ctr.name).rstrip("\n")
 

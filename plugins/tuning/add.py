@@ -18,6 +18,7 @@ from . import allowlist, backup, config
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from cnilib.rawlink import Socket
     from cnilib.skel import CmdArgs
     from cnilib.types import Result
 
@@ -83,11 +84,13 @@ def add(cmd: "CmdArgs") -> "Result":
 
 def _apply(cmd: "CmdArgs", cfg: "TuningConf", entries: list) -> None:
     """Runs in the container's namespace."""
-    from cnilib import nl
-
     undo = Undo("tuning: ADD")
     store = backup.Store.open(cfg.data_dir, create=True)
-    sock = nl.Socket() if cfg.changes_link() else None
+    sock = None
+    if cfg.changes_link():  # only link changes need netlink (a sysctl-only ADD never loads it)
+        from cnilib import rawlink
+
+        sock = rawlink.Socket()
     try:
         try:
             _change(cmd, cfg, entries, store, sock, undo)
@@ -100,12 +103,13 @@ def _apply(cmd: "CmdArgs", cfg: "TuningConf", entries: list) -> None:
         store.close()
 
 
-def _change(cmd: "CmdArgs", cfg: "TuningConf", entries: list, store: backup.Store, sock, undo: Undo) -> None:
-    from cnilib import link, linkset
-
+def _change(cmd: "CmdArgs", cfg: "TuningConf", entries: list, store: backup.Store,
+            sock: "Socket | None", undo: Undo) -> None:
     st = None
     if sock is not None:
-        st = linkset.state(sock, cmd.ifname)
+        from cnilib import rawlink
+
+        st = rawlink.get(sock, cmd.ifname)
         if st is None:
             raise CNIError(NO_SUCH_INTERFACE, f"interface {cmd.ifname} is not in the container's network "
                                               f"namespace {cmd.netns}")
@@ -166,19 +170,20 @@ def _change(cmd: "CmdArgs", cfg: "TuningConf", entries: list, store: backup.Stor
             raise link_error(key, value, e) from None
 
     if cfg.mac and cfg.mac != st.mac:
-        step(cfg.mac_source, cfg.mac, lambda: link.set_link(sock, i, mac=cfg.mac),
-             lambda: link.set_link(sock, i, mac=st.mac))
+        step(cfg.mac_source, cfg.mac, lambda: rawlink.set_link(sock, i, mac=cfg.mac),
+             lambda: rawlink.set_link(sock, i, mac=st.mac))
     if cfg.promisc and not st.promisc:
-        step("promisc", True, lambda: link.set_link(sock, i, promisc=True),
-             lambda: link.set_link(sock, i, promisc=False))
+        step("promisc", True, lambda: rawlink.set_link(sock, i, promisc=True),
+             lambda: rawlink.set_link(sock, i, promisc=False))
     if cfg.mtu and cfg.mtu != st.mtu:
-        step("mtu", cfg.mtu, lambda: link.set_link(sock, i, mtu=cfg.mtu), lambda: link.set_link(sock, i, mtu=st.mtu))
+        step("mtu", cfg.mtu, lambda: rawlink.set_link(sock, i, mtu=cfg.mtu),
+             lambda: rawlink.set_link(sock, i, mtu=st.mtu))
     if cfg.allmulti is not None and cfg.allmulti != st.allmulti:
-        step("allmulti", cfg.allmulti, lambda: linkset.set_allmulti(sock, i, cfg.allmulti),
-             lambda: linkset.set_allmulti(sock, i, st.allmulti))
+        step("allmulti", cfg.allmulti, lambda: rawlink.set_link(sock, i, allmulti=cfg.allmulti),
+             lambda: rawlink.set_link(sock, i, allmulti=st.allmulti))
     if cfg.txqlen is not None and cfg.txqlen != st.txqlen:
-        step("txQLen", cfg.txqlen, lambda: linkset.set_txqlen(sock, i, cfg.txqlen),
-             lambda: linkset.set_txqlen(sock, i, st.txqlen))
+        step("txQLen", cfg.txqlen, lambda: rawlink.set_link(sock, i, txqlen=cfg.txqlen),
+             lambda: rawlink.set_link(sock, i, txqlen=st.txqlen))
 
 
 def _put_back(store: backup.Store, cmd: "CmdArgs", prior: "backup.Backup | None") -> None:

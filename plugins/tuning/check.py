@@ -31,7 +31,7 @@ def check(cmd: "CmdArgs") -> None:
 
 
 def _verify(cmd: "CmdArgs", cfg: "TuningConf", entries: list) -> None:
-    from cnilib import linkset, nl
+    from cnilib import rawlink
 
     for key, parts, want in entries:
         path = "/proc/sys/" + netsysctl.text(parts)
@@ -41,8 +41,8 @@ def _verify(cmd: "CmdArgs", cfg: "TuningConf", entries: list) -> None:
             raise CNIError(NOT_FOUND, f"sysctl {key!r}: cannot read {path}: {e.strerror or e}") from None
         if not netsysctl.same_value(want, have):
             raise CNIError(NOT_AS_ADDED, f"sysctl {key!r}: {path} is {have!r}, the config says {want!r}")
-    with nl.Socket() as sock:
-        st = linkset.state(sock, cmd.ifname)
+    with rawlink.Socket() as sock:
+        st = rawlink.get(sock, cmd.ifname)
     if st is None:
         raise CNIError(NO_SUCH_INTERFACE, f"Cannot find container link {cmd.ifname}")
     problems = []

@@ -47,8 +47,6 @@ def delete(cmd: "CmdArgs") -> None:
 def restore(b: backup.Backup, ifname: str) -> None:
     """Put the backup's values back (in the container's namespace); CNIError listing what
     the kernel refused."""
-    from cnilib import link, linkset, nl
-
     td = Teardown("tuning: DEL", os_code=IO_FAILURE)
     for path, value in reversed(list(b.sysctl.items())):
         try:
@@ -62,20 +60,23 @@ def restore(b: backup.Backup, ifname: str) -> None:
         except OSError as e:
             td.add(CNIError(IO_FAILURE, f"failed to restore sysctl /proc/sys/{path} to {value!r}: {e.strerror or e}"))
     if b.mac or b.mtu or b.promisc is not None or b.allmulti is not None or b.txqlen is not None:
-        with nl.Socket() as sock:
-            st = linkset.state(sock, ifname)
+        from cnilib import rawlink  # only link attributes need netlink
+
+        with rawlink.Socket() as sock:
+            st = rawlink.get(sock, ifname)
             if st is not None:
                 i = st.index
                 if b.mtu:
-                    td.attempt("failed to restore MTU", link.set_link, sock, i, mtu=b.mtu)
+                    td.attempt("failed to restore MTU", rawlink.set_link, sock, i, mtu=b.mtu)
                 if b.mac:
-                    td.attempt("failed to restore MAC address", link.set_link, sock, i, mac=b.mac)
+                    td.attempt("failed to restore MAC address", rawlink.set_link, sock, i, mac=b.mac)
                 if b.promisc is not None:
-                    td.attempt("failed to restore promiscuous mode", link.set_link, sock, i, promisc=b.promisc)
+                    td.attempt("failed to restore promiscuous mode", rawlink.set_link, sock, i, promisc=b.promisc)
                 if b.allmulti is not None:
-                    td.attempt("failed to restore all-multicast mode", linkset.set_allmulti, sock, i, b.allmulti)
+                    td.attempt("failed to restore all-multicast mode", rawlink.set_link, sock, i,
+                               allmulti=b.allmulti)
                 if b.txqlen is not None:
-                    td.attempt("failed to restore txqueuelen", linkset.set_txqlen, sock, i, b.txqlen)
+                    td.attempt("failed to restore txqueuelen", rawlink.set_link, sock, i, txqlen=b.txqlen)
     td.finish()
 
 
