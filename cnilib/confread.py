@@ -21,6 +21,7 @@ from cnilib.errors import invalid_config
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cnilib.ip import IP, Net
+    from cnilib.types import Route
 
 MIN_MTU = 68  # ETH_MIN_MTU: the smallest MTU a veth, bridge or macvlan accepts
 MAX_MTU = 65535
@@ -193,6 +194,28 @@ class Reader:
         except ValueError:
             self.bad(key, text, "not a CIDR (address/prefix)")
             return None
+
+    def as_route(self, same_family: bool = False) -> "Route":
+        """This object as a CNI route (``dst`` required, ``gw`` and the 1.1.0 integer
+        fields optional): an IPAM config's ``routes`` entry. ``same_family``: a ``gw`` of
+        the other address family than ``dst`` is code 7 too."""
+        from cnilib.ip import parse_cidr
+        from cnilib.types import Route
+
+        dst = self.raw("dst")
+        if not isinstance(dst, str):
+            raise invalid_config(self.path("dst"), dst, "every route needs a dst CIDR string")
+        try:
+            net = parse_cidr(dst)
+        except ValueError:
+            raise invalid_config(self.path("dst"), dst, "not a CIDR (address/prefix)") from None
+        gw = self.ip("gw")
+        if same_family and gw is not None and gw.version != net.version:
+            raise invalid_config(self.path("gw"), str(gw), f"is not of the address family of dst {dst}")
+        ints = {k: self.int(k, None, why="must be an integer")  # type: ignore[arg-type]
+                for k in ("mtu", "advmss", "priority", "table", "scope")}
+        return Route(net, gw, ints["mtu"] or 0, ints["advmss"] or 0, ints["priority"] or 0, ints["table"],
+                     ints["scope"])
 
     # -- containers ----------------------------------------------------------------------
     def strings(self, key: str) -> list[str]:

@@ -84,6 +84,14 @@ _SELF_DELEGATION_L2 = (
     "code 999 (observed; issue 12)")
 
 
+_STATIC_RECASED = (
+    "the reference static (1.1.1) needs CIDR notation in args.cni.ips ('an entry in the 'ips' field is NOT in "
+    "CIDR notation'), and the harness's config requests a bare address there (as host-local takes it), so its "
+    "ADD fails before anything is compared; and with a prefix, the Go-field-case key \"Address\" of an "
+    "ipam.addresses entry lands on its untagged internal field Address net.IPNet ('cannot unmarshal string into "
+    "Go struct field Address.ipam.addresses.Address of type net.IPNet', observed) (more-plugins.md §5)")
+
+
 def _l2(t: str, section: int, failed_add: str) -> dict[tuple[str, str, str], str]:
     """The deviations macvlan, ipvlan and vlan of the reference share (more-plugins.md §0-§3);
     ``failed_add``: what its failed ADD does with the lease."""
@@ -141,6 +149,15 @@ DEVIATIONS: dict[tuple[str, str, str], str] = {
     (REFERENCE, "host-local", "D21-failed-add-no-trace"): (
         "the reference host-local advances last_reserved_ip on a failed ADD "
         "(reference-plugins.md, host-local gaps)"),
+    # static (more-plugins.md §5; profile in conformance/profiles.py)
+    (REFERENCE, "static", "A6-well-known-cni-args"): (
+        "the reference static reads CNI_ARGS (IP, GATEWAY) with libcni's strict parser and fails on K8S_POD_* "
+        "unless IgnoreUnknown=1 (more-plugins.md §0 CNI_ARGS; observed)"),
+    (REFERENCE, "static", "G31-check-detects-loss"): (
+        "the reference static's CHECK compares the configured gateways with prevResult only and never looks at "
+        "the container: an address removed from the interface still passes (more-plugins.md §5 CHECK; checklist G31)"),
+    (REFERENCE, "static", "K-recased-keys"): _STATIC_RECASED,
+    (REFERENCE, "static", "K-recased-keys-check"): _STATIC_RECASED,
     # Hostile input (issue 12, conformance/checks/test_hostile.py)
     (REFERENCE, "loopback", "A7-netns-special-file-code"): _NOT_NETNS,
     (REFERENCE, "bridge", "A7-netns-special-file-code"): _NOT_NETNS,

@@ -91,6 +91,10 @@ class Profile:
     # (each host-local store starts at .2) collide in the kernel. A bridge, on the contrary,
     # refuses a second IPv4 gateway subnet, so it keeps one.
     separate_subnets: bool = False
+    # Why an IPAM plugin keeps no state (empty: it keeps leases, as host-local does). The
+    # checks of a lease store (a failed ADD leaves no lease, GC releases leases, STATUS
+    # reports an exhausted pool) are then not applicable, with this reason.
+    stateless: str = ""
 
     @property
     def creates_interface(self) -> bool:
@@ -179,6 +183,41 @@ def _chained(plugin_type: str, config: Callable[[Sandbox], dict], effect: Callab
                    prepare=pod_veth, effect=effect, always_acts=always_acts)
 
 
+def static_addresses(sb: Sandbox) -> list[dict]:
+    """The static profile's addresses: the pod's IPv4 address (``pod_address``) and an IPv6
+    one, each with its subnet's first address as gateway."""
+    v4, gw4 = pod_address(sb)
+    net6 = sb.subnet6.split("/")[0]
+    return [{"address": v4, "gateway": gw4}, {"address": f"{net6}5/64", "gateway": f"{net6}1"}]
+
+
+def static_pod(sb: Sandbox, host_ns: str, ctr_ns: str) -> None:
+    """What an interface plugin leaves for static's addresses: the pod's veth pair
+    (``pod_veth``: eth0 with the IPv4 address) plus the IPv6 address (no duplicate address
+    detection: the world is all ours). static's CHECK looks for them on eth0."""
+    pod_veth(sb, host_ns, ctr_ns)
+    sh("ip", "addr", "add", static_addresses(sb)[1]["address"], "dev", "eth0", "nodad", ns=ctr_ns)
+
+
+def _drop_static_address(world, cid: str, ifname: str) -> None:
+    """static: remove the IPv4 address from the container's interface."""
+    sh("ip", "addr", "del", static_addresses(world.sandbox)[0]["address"], "dev", ifname, ns=world.ctr)
+
+
+def static_ipam(sb: Sandbox) -> dict:
+    """static's ``ipam`` object for a sandbox: ``static_addresses``, a default route, DNS."""
+    return {"type": "static", "addresses": static_addresses(sb), "routes": [{"dst": "0.0.0.0/0"}],
+            "dns": {"nameservers": [pod_address(sb)[1]], "search": ["example.test"]}}
+
+
+# static hands every attachment of a config the addresses the config names.
+_STATIC_SAME_ADDRESSES = ("static gives every attachment of a config the same addresses (the ones it names), so a "
+                          "config serves one attachment at a time: the checks holding several at once expect "
+                          "distinct addresses or interfaces (more-plugins.md §5)")
+_STATIC_NO_STATE = ("static keeps no state (no leases, nothing to collect, no pool to exhaust): its ADD allocates "
+                    "nothing and its GC and STATUS have nothing to look at (more-plugins.md §5)")
+
+
 # Host ports the checks map (the leak checker looks for rules naming them).
 PORT_MAPPINGS = [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"},
                  {"hostPort": 18053, "containerPort": 53, "protocol": "udp"}]
@@ -195,6 +234,9 @@ _ONE_VLAN_LINK = ("the kernel allows one VLAN link per (master, vlanId) in all n
 PROFILES: dict[str, Profile] = {
     "host-local": Profile("host-local", IPAM, lambda sb: {"type": "host-local", "ipam": host_local_ipam(sb)},
                           needs_netns=False, sabotage=_drop_leases),
+    "static": Profile("static", IPAM, lambda sb: {"type": "static", "ipam": static_ipam(sb)}, needs_netns=False,
+                      sabotage=_drop_static_address, prepare=static_pod, single_attachment=_STATIC_SAME_ADDRESSES,
+                      stateless=_STATIC_NO_STATE),
     "loopback": Profile("loopback", LOOPBACK, lambda sb: {"type": "loopback"}, ifname="lo", sabotage=_lo_down),
     "bridge": Profile("bridge", INTERFACE,
                       lambda sb: {"type": "bridge", "bridge": sb.bridge, "isGateway": True,

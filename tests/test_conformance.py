@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 
 from tests.helpers import ROOT
 
-REFERENCE_PLUGINS = "host-local,loopback,bridge,portmap,tuning,bandwidth,firewall"
+REFERENCE_PLUGINS = "host-local,loopback,bridge,portmap,tuning,bandwidth,firewall,static"
 CHAINED = ("portmap", "tuning", "bandwidth", "firewall")
 # The chained suite's checks, with what makes each plugin act (profiles.Profile.effect).
 CHAINED_CHECKS = ("test_effect_added_and_removed", "test_check_after_add_and_after_del",

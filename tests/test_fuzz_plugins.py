@@ -153,6 +153,16 @@ def seeds(plugin: str, data_dir: str, resolv: str) -> list[dict]:
             {"cniVersion": "1.0.0", "name": "fuzz-fw2", "type": "firewall", "backend": "iptables",
              "prevResult": prev},
         ]
+    if plugin == "static":  # versions without CHECK: CHECK wants the addresses on CNI_IFNAME
+        return [
+            {"cniVersion": "0.3.1", "name": "fuzz-st", "type": "macvlan",
+             "ipam": {"type": "static", "addresses": [{"address": "10.72.0.5/24", "gateway": "10.72.0.1"},
+                                                      {"address": "fd72::5/64"}],
+                      "routes": [{"dst": "0.0.0.0/0"}, {"dst": "192.168.0.0/16", "gw": "10.72.0.254"}],
+                      "dns": {"nameservers": ["10.72.0.1"], "search": ["example.test"]}}},
+            {"cniVersion": "0.2.0", "name": "fuzz-st2", "type": "bridge",
+             "ipam": {"type": "static", "addresses": [{"address": "10.72.1.5/24"}]}},
+        ]
     return [{"cniVersion": "1.1.0", "name": "fuzz-net", "type": plugin}]
 
 

@@ -6,6 +6,10 @@
 * bridge+host-local ADD+DEL with ipMasq: bridge execs host-local itself;
 * macvlan+host-local ADD+DEL: a macvlan link on a stand-in NIC (a veth end in the host
   namespace), born in the container namespace; macvlan execs host-local itself;
+* static ADD, CHECK and DEL, one row per call: a dual-stack config, in a throwaway host
+  namespace, for a pod (a veth pair, eth0 in the container namespace) holding the two
+  addresses, which our CHECK reads back from the kernel (the reference's compares
+  prevResult only);
 * tuning, bandwidth, firewall ADD+DEL (chained): each behind a pod a veth-based interface
   plugin would have made (a veth pair, one end in the container namespace with an address),
   prevResult in both verbs as libcni sends it; tuning sets an MTU, promiscuity and a sysctl,
@@ -222,6 +226,49 @@ def chained_scenario(kind: str, tmp: str, prefix: str = "") -> Scenario:
              "bandwidth": "bandwidth ADD+DEL (both directions, containerd's payload)",
              "firewall": "firewall ADD+DEL (default backend)"}
     return Scenario(names[kind], [kind], run, setup, teardown, key=kind)
+
+
+STATIC_VERBS = ("ADD", "CHECK", "DEL")
+
+
+def static_scenario(verb: str, prefix: str = "") -> Scenario:
+    """One static call (``verb``: ADD, CHECK or DEL) per run, plugins running in a throwaway
+    host namespace; the container namespace's eth0 (one end of a veth pair) holds the two
+    addresses, so CHECK, whose prevResult is what ADD answers, passes for both
+    implementations. static keeps no state: every implementation shares the pod."""
+    tag = uuid.uuid4().hex[:6]
+    v = verb[0].lower()
+    host, ctr = (f"{prefix}s{v}h", f"{prefix}s{v}c") if prefix else (f"bench-s{v}h-{tag}", f"bench-s{v}c-{tag}")
+    host_path, ctr_path = os.path.join(NETNS_DIR, host), os.path.join(NETNS_DIR, ctr)
+    addrs = [("10.127.0.5/24", "10.127.0.1"), ("fd00:127::5/64", "fd00:127::1")]
+    ips = [{"address": a, "gateway": g} for a, g in addrs]
+    conf = {"cniVersion": "1.0.0", "name": "bench-static", "type": "static",
+            "ipam": {"type": "static", "addresses": ips, "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}],
+                     "dns": {"nameservers": ["10.127.0.1"]}}}
+    if verb == "CHECK":  # the interface plugin's result, as libcni passes it
+        conf = dict(conf, prevResult={"cniVersion": "1.0.0", "ips": ips, "dns": {}})
+
+    def run(bin_dir: str, s: Sample, rss: RssMeter | None) -> None:
+        exec_plugin(os.path.join(bin_dir, "static"), verb, conf, s, rss, host_netns=host_path, ns_thread=True,
+                    CNI_NETNS=ctr_path)
+
+    def setup() -> None:
+        for n in (host, ctr):
+            subprocess.run(["ip", "netns", "add", n], check=True)
+        subprocess.run(["ip", "-n", host, "link", "add", f"bsv{tag}", "type", "veth", "peer", "name", "eth0",
+                        "netns", ctr], check=True)
+        for a, _ in addrs:
+            subprocess.run(["ip", "-n", ctr, "addr", "add", a, "dev", "eth0", *(["nodad"] if ":" in a else [])],
+                           check=True)
+        subprocess.run(["ip", "-n", ctr, "link", "set", "eth0", "up"], check=True)
+
+    def teardown() -> None:
+        release_netns_threads(host_path)
+        for n in (ctr, host):
+            subprocess.run(["ip", "netns", "delete", n], check=False)
+
+    what = {"ADD": "ADD (dual stack)", "CHECK": "CHECK (reads eth0's addresses)", "DEL": "DEL"}[verb]
+    return Scenario(f"static {what}, per call", ["static"], run, setup, teardown, key="static")
 
 
 def loopback_scenario(prefix: str = "") -> Scenario:

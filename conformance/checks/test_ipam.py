@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from conformance.checks.common import add_ok, assert_error, del_ok, need_profile, run, with_prev
 from conformance.plugin import check, kinds
 
@@ -14,6 +16,14 @@ def _leases(world) -> set[str]:
     for d, _, files in os.walk(world.sandbox.data_dir):
         out.update(f for f in files if f != "lock" and not f.startswith("last_reserved_ip"))
     return out
+
+
+def _need_state(plugin) -> None:
+    """Skip a check of the lease store for an IPAM plugin that keeps none (the profile's
+    ``stateless`` reason, e.g. static)."""
+    need_profile(plugin)
+    if plugin.profile.stateless:
+        pytest.skip(f"not applicable: {plugin.profile.stateless}")
 
 
 def _gc(world, plugin, conf: dict, valid, key: str = "cni.dev/valid-attachments", drop_key: bool = False):
@@ -40,7 +50,7 @@ def test_ipam_result_has_no_interfaces(plugin, world):
 def test_failed_add_leaves_nothing(plugin, world):
     """Set 0 has room, set 1 is full: ADD fails and leaves no lease and no moved
     round-robin position."""
-    need_profile(plugin)
+    _need_state(plugin)
     base = world.conf("1.0.0")
     v4 = base["ipam"]["ranges"][0][0]["subnet"]
     conf = dict(base)
@@ -60,7 +70,7 @@ def test_failed_add_leaves_nothing(plugin, world):
 @kinds("ipam")
 def test_gc_releases_unlisted(plugin, world):
     """ADD A and B, GC with only A valid: B's lease goes, A's stays and passes CHECK."""
-    need_profile(plugin)
+    _need_state(plugin)
     conf = world.conf("1.1.0")
     ra = add_ok(world, plugin, conf, cid="keep")
     add_ok(world, plugin, conf, cid="drop")
@@ -76,7 +86,7 @@ def test_gc_releases_unlisted(plugin, world):
 @kinds("ipam")
 def test_gc_list_forms(plugin, world):
     """A null or missing list removes nothing; the legacy key cni.dev/attachments works."""
-    need_profile(plugin)
+    _need_state(plugin)
     conf = world.conf("1.1.0")
     add_ok(world, plugin, conf, cid="a1")
     add_ok(world, plugin, conf, cid="a2")
@@ -103,7 +113,7 @@ def test_status_ready(plugin, world):
 @kinds("ipam")
 def test_status_exhausted(plugin, world):
     """A pool with no free address is not ready: code 50 (or 51)."""
-    need_profile(plugin)
+    _need_state(plugin)
     conf = world.conf("1.1.0")
     conf["ipam"] = dict(conf["ipam"], ranges=[[{"subnet": "10.254.254.0/30"}]])  # one usable address
     add_ok(world, plugin, conf, cid="only")

@@ -212,26 +212,14 @@ def _routes(obj: object) -> list:
         return []
     if not isinstance(obj, list):
         raise invalid_config("ipam.routes", obj, "must be a list of routes")
-    from cnilib.types import ROUTE_FIELDS, Route
+    from cnilib.types import ROUTE_FIELDS
 
     out = []
     for i, item in enumerate(obj):
         where = f"ipam.routes[{i}]"
         if not isinstance(item, dict):
             raise invalid_config(where, item, "a route must be an object")
-        f = Reader(item, ROUTE_FIELDS, where)
-        dst = f.raw("dst")
-        if not isinstance(dst, str):
-            raise invalid_config(f"{where}.dst", dst, "every route needs a dst CIDR string")
-        try:
-            net = parse_cidr(dst)
-        except ValueError:
-            raise invalid_config(f"{where}.dst", dst, "not a CIDR (address/prefix)") from None
-        gw = f.ip("gw")
-        ints = {k: f.int(k, None, why="must be an integer")  # type: ignore[arg-type]
-                for k in ("mtu", "advmss", "priority", "table", "scope")}
-        out.append(Route(net, gw, ints["mtu"] or 0, ints["advmss"] or 0, ints["priority"] or 0,
-                         ints["table"], ints["scope"]))
+        out.append(Reader(item, ROUTE_FIELDS, where).as_route())
     return out
 
 
