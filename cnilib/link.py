@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from cnilib import nl
 from cnilib.ip import IP, Net, parse_ip
+from cnilib.rawaddr import Addr  # one address type for both readers (rawaddr: no pyroute2)
 
 AF_UNSPEC = 0
 AF_INET = 2
@@ -480,18 +481,6 @@ def addr_del(sock: nl.Socket, index: int, net: Net) -> None:
     sock.request(addr_request(index, net), nl.RTM_DELADDR)
 
 
-class Addr:
-    """An address of a link: ``net`` (address/prefix) and the IFA flags."""
-
-    __slots__ = ("net", "flags", "scope")
-
-    def __init__(self, net: Net, flags: int, scope: int) -> None:
-        self.net = net
-        self.flags = flags
-        self.scope = scope
-
-    def __repr__(self) -> str:
-        return f"Addr({self.net}, flags={self.flags:#x})"
 
 
 def addrs(sock: nl.Socket, index: int, version: int | None = None) -> list[Addr]:

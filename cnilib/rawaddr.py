@@ -6,8 +6,8 @@ holds, and nothing else from netlink. ``cnilib.link.addrs`` answers that through
 ``cnilib.ifaddr`` through ioctls, which see only an interface's primary IPv4 address. The
 request is one fixed structure (``linux/if_addr.h``: ``struct ifaddrmsg`` and its
 attributes), so this module packs it itself, as ``cnilib.rawlink`` packs the link requests,
-and sends it through ``cnilib.nl``'s socket; ``Addr`` has the attribute names of
-``cnilib.link.Addr``.
+and sends it through ``cnilib.nl``'s socket. ``Addr`` is the one address type: ``cnilib.link``
+returns it too.
 
 The socket decides the namespace (open it inside ``netns.run_in``). Standard library C
 modules only.

@@ -55,6 +55,21 @@ class Scenario:
         self.teardown = teardown
 
 
+def _namespaces(host: str, ctr: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """A scenario's setup and teardown of its host and container namespaces (what the
+    plugins made in them goes with them; the host's parked thread is released first)."""
+    def setup() -> None:
+        for n in (host, ctr):
+            subprocess.run(["ip", "netns", "add", n], check=True)
+
+    def teardown() -> None:
+        release_netns_threads(os.path.join(NETNS_DIR, host))
+        for n in (ctr, host):
+            subprocess.run(["ip", "netns", "delete", n], check=False)
+
+    return setup, teardown
+
+
 def host_local_scenario(tmp: str, prefix: str = "") -> Scenario:
     """host-local ADD then DEL of one attachment (dual stack), each implementation with its
     own store that already holds 20 leases, as on a host with a few pods. With ``prefix``,
@@ -105,15 +120,7 @@ def bridge_scenario(tmp: str, prefix: str = "", backend: str | None = None) -> S
         for verb in ("ADD", "DEL"):
             exec_plugin(b, verb, confs[bin_dir], s, rss, host_netns=host_path, ns_thread=True, CNI_NETNS=ctr_path)
 
-    def setup() -> None:
-        for n in (host, ctr):
-            subprocess.run(["ip", "netns", "add", n], check=True)
-
-    def teardown() -> None:
-        release_netns_threads(host_path)
-        for n in (ctr, host):
-            subprocess.run(["ip", "netns", "delete", n], check=False)
-
+    setup, teardown = _namespaces(host, ctr)
     return Scenario("bridge+host-local ipMasq ADD+DEL", ["bridge", "host-local"], run, setup, teardown, key="bridge")
 
 
@@ -144,15 +151,7 @@ def macvlan_scenario(tmp: str, prefix: str = "") -> Scenario:
         for verb in ("ADD", "DEL"):
             exec_plugin(b, verb, confs[bin_dir], s, rss, host_netns=host_path, ns_thread=True, CNI_NETNS=ctr_path)
 
-    def setup() -> None:
-        for n in (host, ctr):
-            subprocess.run(["ip", "netns", "add", n], check=True)
-
-    def teardown() -> None:
-        release_netns_threads(host_path)
-        for n in (ctr, host):  # the masters (and any macvlan left on them) go with the namespaces
-            subprocess.run(["ip", "netns", "delete", n], check=False)
-
+    setup, teardown = _namespaces(host, ctr)  # the masters (and any macvlan on them) go with them
     return Scenario("macvlan+host-local ADD+DEL", ["macvlan", "host-local"], run, setup, teardown, key="macvlan")
 
 
@@ -213,15 +212,7 @@ def chained_scenario(kind: str, tmp: str, prefix: str = "") -> Scenario:
             for qdisc in ("root", "ingress"):
                 subprocess.run(["tc", "-n", host, "qdisc", "del", "dev", veth, qdisc], capture_output=True, check=False)
 
-    def setup() -> None:
-        for n in (host, ctr):
-            subprocess.run(["ip", "netns", "add", n], check=True)
-
-    def teardown() -> None:
-        release_netns_threads(host_path)
-        for n in (ctr, host):  # the pods' veths, IFBs and rules go with the namespaces
-            subprocess.run(["ip", "netns", "delete", n], check=False)
-
+    setup, teardown = _namespaces(host, ctr)  # the pods' veths, IFBs and rules go with them
     names = {"tuning": "tuning ADD+DEL (MTU, promisc, a sysctl)",
              "bandwidth": "bandwidth ADD+DEL (both directions, containerd's payload)",
              "firewall": "firewall ADD+DEL (default backend)"}
@@ -262,11 +253,7 @@ def static_scenario(verb: str, prefix: str = "") -> Scenario:
                            check=True)
         subprocess.run(["ip", "-n", ctr, "link", "set", "eth0", "up"], check=True)
 
-    def teardown() -> None:
-        release_netns_threads(host_path)
-        for n in (ctr, host):
-            subprocess.run(["ip", "netns", "delete", n], check=False)
-
+    teardown = _namespaces(host, ctr)[1]
     what = {"ADD": "ADD (dual stack)", "CHECK": "CHECK (reads eth0's addresses)", "DEL": "DEL"}[verb]
     return Scenario(f"static {what}, per call", ["static"], run, setup, teardown, key="static")
 
