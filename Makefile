@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 VENV_PY := .venv/bin/python3
 DESTDIR ?= /opt/cni/bin
+UNITDIR ?= /etc/systemd/system
 PYTEST_ARGS ?=
 
 .PHONY: setup bin demo test install bench clean
@@ -29,6 +30,7 @@ test: bin
 
 install: bin
 	@$(VENV_PY) build/install.py dist/bin $(DESTDIR)
+	@$(VENV_PY) build/install.py --units build/systemd $(UNITDIR) $(DESTDIR)
 
 # Ours against the reference plugins in /usr/lib/cni, alternating, in one run.
 # (matplotlib, for the plot of the scale run `$(VENV_PY) -m conformance.bench --scale`, goes into .venv.)

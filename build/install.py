@@ -125,5 +125,45 @@ def install(src: str, dest: str, force: bool) -> int:
     return 0
 
 
+UNIT_MARK = "# cni-py: installed by `make install`"
+
+
+def install_units(src: str, unit_dir: str, bindir: str, force: bool) -> int:
+    """Install the systemd units of ``src`` (build/systemd) into ``unit_dir`` with ``@BINDIR@``
+    replaced by ``bindir``; a unit there that is not ours (no UNIT_MARK line) is replaced only
+    with FORCE=1. Nothing is started or enabled (PID 1 need not be systemd): the hint says how."""
+    units = sorted(n for n in os.listdir(src) if n.endswith((".service", ".socket")))
+    os.makedirs(unit_dir, exist_ok=True)
+    refused = []
+    for n in units:
+        target = os.path.join(unit_dir, n)
+        if os.path.lexists(target) and not force:
+            try:
+                with open(target) as f:
+                    ours = f.readline().startswith(UNIT_MARK)
+            except OSError:
+                ours = False
+            if not ours:
+                refused.append(n)
+    if refused:
+        print(f"install: refusing to overwrite {', '.join(refused)} in {unit_dir}: not installed by cni-py; "
+              "use FORCE=1 to replace", file=sys.stderr)
+        return 1
+    for n in units:
+        with open(os.path.join(src, n)) as f:
+            text = f.read().replace("@BINDIR@", os.path.abspath(bindir))
+        target = os.path.join(unit_dir, n)
+        tmp = os.path.join(unit_dir, f".{n}.cni-py-tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+        print(f"  {target}")
+    print("  (to use the dhcp daemon: systemctl daemon-reload && systemctl enable --now cni-dhcp.socket)")
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--units":  # install.py --units SRC UNIT_DIR BINDIR
+        sys.exit(install_units(sys.argv[2], sys.argv[3], sys.argv[4], os.environ.get("FORCE") == "1"))
     sys.exit(install(sys.argv[1], sys.argv[2], os.environ.get("FORCE") == "1"))

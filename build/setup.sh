@@ -13,6 +13,7 @@ PACKAGES=(
   containernetworking-plugins   # reference plugins in /usr/lib/cni: differential tests, benchmark
   golang-go golang-github-appc-cni-dev  # the harness's libcni driver, built offline
   busybox-static      # tiny servers inside test namespaces
+  dnsmasq-base        # the DHCP server the dhcp plugin's tests run in a LAN namespace (no service)
   podman runc containerd  # real runtimes driving our plugins end to end (tests/test_runtimes.py)
   iputils-ping        # the demo's ping
   procps              # sysctl, ps

@@ -229,14 +229,16 @@ def _create_error(e: nl.NetlinkError, cfg: "ParentLinkConf", plan: Plan, master:
 # -- DEL / GC ------------------------------------------------------------------------------
 
 def delete(cmd: "CmdArgs", cfg: "ParentLinkConf", kind: str, release_ipam: bool) -> None:
-    """DEL: the container link (when the namespace is still there), then the lease."""
+    """DEL: the lease, then the container link (when the namespace is still there). IPAM
+    goes first, while the link exists: a DHCP lease is released by a message sent from it
+    (the reference's order too)."""
     td = Teardown(f"{cfg.plugin}: DEL")
-    if cmd.netns:
-        td.attempt(f"deleting {cmd.ifname}", _delete_link, cmd, kind, tag(cfg, cmd))
     if release_ipam:
         from cnilib import ipam
 
         td.attempt("IPAM DEL", ipam.delete, cmd)
+    if cmd.netns:
+        td.attempt(f"deleting {cmd.ifname}", _delete_link, cmd, kind, tag(cfg, cmd))
     td.finish()
 
 

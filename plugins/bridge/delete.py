@@ -1,4 +1,4 @@
-"""DEL and GC: release an attachment's host veth, IPAM lease, spoof check and masquerading.
+"""DEL and GC: release an attachment's IPAM lease, host veth, spoof check and masquerading.
 
 DEL never needs the container: the host veth is found by its name and tag (see naming),
 so a DEL without CNI_NETNS, or after the namespace is gone, still removes the veth (when
@@ -26,11 +26,14 @@ if TYPE_CHECKING:
 def cmd_del(cmd: "CmdArgs") -> None:
     cfg = config.load(cmd, strict=False)
     td = Teardown("bridge: DEL")
-    td.attempt("deleting the veth pair", _delete_veth, cmd, cfg)
     if cfg.layer3:
         from cnilib import ipam
 
+        # IPAM first, while the container's interface still exists: a DHCP lease is
+        # released by a message sent from it. (Upstream bridge too, since it reverted the
+        # opposite order in Dec 2022; Debian's 1.1.1 still deletes the link first.)
         td.attempt("IPAM DEL", ipam.delete, cmd)
+    td.attempt("deleting the veth pair", _delete_veth, cmd, cfg)
     if cfg.macspoofchk:
         from cnilib import firewall
 
