@@ -582,6 +582,17 @@ def test_frozen_binary_runs_both_roles(lan, containers):
 
 # -- units: codec and flags ---------------------------------------------------------------
 
+def test_long_keys_stay_distinct_client_ids():
+    """Option 61 holds 255 bytes: keys differing only past that (5,000-character container
+    IDs) must not become one client (the reference truncates them into one)."""
+    a, b = "c" * 5000 + "a/net/eth0", "c" * 5000 + "b/net/eth0"
+    ia, ib = codec.client_id(a), codec.client_id(b)
+    assert ia != ib and len(ia) == len(ib) == 255 and ia[0] == 0
+    assert codec.client_id("short/net/eth0") == b"\0short/net/eth0"  # short keys as they are
+    assert len(codec.client_id("x" * 254)) == 255  # the longest key that fits is kept whole
+    assert codec.client_id("x" * 254)[1:] == b"x" * 254
+
+
 def test_codec_round_trip_and_option_parsers():
     m = codec.Message(xid=7, chaddr=b"\x02\x00\x00\x00\x00\x01", options={53: b"\x01", 61: codec.client_id("a/b/c"),
                                                                          12: b"x" * 300})

@@ -216,9 +216,17 @@ def encode_domain_list(names: list[str]) -> bytes:
 
 
 def client_id(key: str) -> bytes:
-    """Option 61 for a lease key: type 0 (not a hardware address) then the key, 254 bytes at most
-    (as the reference truncates it)."""
-    return b"\0" + key.encode("utf-8", "surrogateescape")[:254]
+    """Option 61 for a lease key: type 0 (not a hardware address) then the key. An option
+    holds 255 bytes, so a longer key (a 5,000-character container ID) becomes its first
+    190 bytes, "~" and 64 hex digits of the whole key's SHA-256: two keys that differ only
+    past the cut stay two clients (the reference truncates, and such containers share one
+    lease)."""
+    raw = key.encode("utf-8", "surrogateescape")
+    if len(raw) > 254:
+        import hashlib
+
+        raw = raw[:189] + b"~" + hashlib.sha256(raw).hexdigest().encode()
+    return b"\0" + raw
 
 
 # -- IPv4 + UDP framing (AF_PACKET SOCK_DGRAM gives and takes IP packets) --------------------
