@@ -31,8 +31,9 @@ HOSTPORT_CHAIN_PREFIX = "CNIPH-"
 _HEX = frozenset("0123456789abcdef")
 
 
-def sha256_hex(text: str) -> str:
-    """SHA-256 of ``text`` in hex, without importing hashlib (~6 ms: it loads OpenSSL)."""
+def sha256_hex(text: str | bytes) -> str:
+    """SHA-256 of ``text`` (str: its UTF-8) in hex, without importing hashlib (~6 ms: it
+    loads OpenSSL; and the frozen binaries leave hashlib out)."""
     try:
         from _sha256 import sha256  # CPython <= 3.11
     except ImportError:  # pragma: no cover - 3.12 renamed it
@@ -40,7 +41,7 @@ def sha256_hex(text: str) -> str:
             from _sha2 import sha256  # type: ignore[no-redef]
         except ImportError:
             from hashlib import sha256  # type: ignore[no-redef]
-    return sha256(text.encode()).hexdigest()
+    return sha256(text.encode() if isinstance(text, str) else text).hexdigest()
 
 
 def tag_part(text: str, limit: int) -> str:

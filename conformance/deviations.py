@@ -158,6 +158,26 @@ DEVIATIONS: dict[tuple[str, str, str], str] = {
         "the container: an address removed from the interface still passes (more-plugins.md §5 CHECK; checklist G31)"),
     (REFERENCE, "static", "K-recased-keys"): _STATIC_RECASED,
     (REFERENCE, "static", "K-recased-keys-check"): _STATIC_RECASED,
+    # dhcp: the reference plugin with the reference's own daemon, dnsmasq on the world's LAN
+    # (profile in conformance/profiles.py; README "dhcp (IPAM)", Beyond the reference)
+    (REFERENCE, "dhcp", "G31-check-detects-loss"): (
+        "the reference dhcp's CHECK only asks its daemon to Allocate (which acquires a lease when the "
+        "attachment has none) and never looks at the container: a leased address removed from the interface "
+        "still passes (plugins/ipam/dhcp/main.go cmdCheck, 1.1.1; checklist G31)"),
+    (REFERENCE, "dhcp", "L50-parallel-adds"): (
+        "the reference dhcp daemon (1.1.1) gives concurrent ADDs on one interface (one MAC, distinct client "
+        "IDs) the same address twice from one dnsmasq (observed: 32 parallel ADDs, 25 distinct addresses); "
+        "ours, against the same server, gets 32 (checklist L50)"),
+    (REFERENCE, "dhcp", "L50-interleaved"): (
+        "the reference dhcp daemon (1.1.1) gives concurrent ADDs on one interface the same address twice "
+        "(see L50-parallel-adds; observed; checklist L50)"),
+    (REFERENCE, "dhcp", "A5-long-container-id"): (
+        "the reference dhcp's client ID (option 61) is '<containerID>/<network>/<ifname>' cut to what one "
+        "option holds, so two 5,000-character container IDs differing only at the end are one client to the "
+        "DHCP server and get one address (observed; issue 12)"),
+    (REFERENCE, "dhcp", "A7-netns-special-file-code"): (
+        "the reference dhcp daemon answers a CNI_NETNS that is no namespace at once, but with code 999 "
+        "('unknown FS magic'), not 8 (checklist A7/B10)"),
     # Hostile input (issue 12, conformance/checks/test_hostile.py)
     (REFERENCE, "loopback", "A7-netns-special-file-code"): _NOT_NETNS,
     (REFERENCE, "bridge", "A7-netns-special-file-code"): _NOT_NETNS,

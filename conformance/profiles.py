@@ -4,7 +4,9 @@ A profile turns a test's sandbox (its data dir, a unique bridge name...) into a 
 plugin config, so one generic check runs against every plugin. Kinds decide which
 suites apply:
 
-- ``ipam``: delegated address management (host-local): results have no interfaces;
+- ``ipam``: delegated address management (host-local, static, dhcp): results have no
+  interfaces; dhcp's world also runs a DHCP server and the implementation's daemon
+  (``dhcp_world``), stopped by ``Profile.cleanup`` when the world closes or renews;
 - ``interface``: creates CNI_IFNAME in the container (bridge, macvlan, ipvlan, vlan);
   delegates to IPAM;
 - ``loopback``: configures ``lo`` in the container, creates nothing;
@@ -18,9 +20,12 @@ gets the generic checks that need no valid config.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from dataclasses import dataclass, field
 from typing import Callable
 
+from conformance import dhcp_lan as lan
 from conformance.proc import sh
 
 IPAM = "ipam"
@@ -45,6 +50,12 @@ class Sandbox:
     # The host end of the pod's veth pair (the container end is eth0) that a chained
     # plugin's prevResult describes; made only for a profile that asks for it.
     pod_veth: str = ""
+    # The directory of the plugins under test: a world running a daemon of the
+    # implementation under test (dhcp) starts ``<cni_path>/<type> daemon``.
+    cni_path: str = ""
+    # A directory for what a profile's ``prepare`` runs (PID files, sockets, a DHCP
+    # server's leases), apart from ``data_dir``, which checks empty and read as a lease store.
+    run_dir: str = ""
 
 
 @dataclass
@@ -71,6 +82,14 @@ class Profile:
     # pod's veth pair): ``prepare(sandbox, host_netns_name, container_netns_name)``, run
     # whenever the world makes its namespaces, so it is part of the leak checker's "before".
     prepare: Callable[[Sandbox, str, str], None] | None = None
+    # Undo what ``prepare`` started that deleting the namespaces does not end (processes:
+    # a DHCP server, a daemon): ``cleanup(sandbox)``, run before the world deletes or renews
+    # its namespaces, also after a failed check. Must not fail when there is nothing to stop.
+    cleanup: Callable[[Sandbox], None] | None = None
+    # What another container namespace of the world (``World.new_netns``) must hold for the
+    # plugin to work in it (dhcp: an eth0 on the DHCP server's LAN):
+    # ``prepare_netns(sandbox, host_netns_name, netns_name)``.
+    prepare_netns: Callable[[Sandbox, str, str], None] | None = None
     # A chained plugin's config keys that make its ADD change something the harness sees
     # (rules, qdiscs, link settings): ``effect(sandbox)``, merged into the config. Without
     # them its ADD must pass prevResult through and change nothing -- unless ``always_acts``.
@@ -95,6 +114,12 @@ class Profile:
     # checks of a lease store (a failed ADD leaves no lease, GC releases leases, STATUS
     # reports an exhausted pool) are then not applicable, with this reason.
     stateless: str = ""
+    # Why an IPAM plugin's pool and leases are neither in its config nor in ``data_dir``
+    # (empty: they are, as host-local's ``ranges`` and lease files): the checks that shape
+    # the pool through ``ipam.ranges`` (a full range set makes ADD fail, a one-address pool
+    # makes STATUS not ready) or count lease files in the data dir (GC) are then not
+    # applicable, with this reason.
+    external_store: str = ""
 
     @property
     def creates_interface(self) -> bool:
@@ -218,6 +243,74 @@ _STATIC_NO_STATE = ("static keeps no state (no leases, nothing to collect, no po
                     "nothing and its GC and STATUS have nothing to look at (more-plugins.md §5)")
 
 
+def dhcp_world(sb: Sandbox, host_ns: str, ctr_ns: str) -> None:
+    """The LAN of a dhcp world (``conformance.dhcp_lan``). In the host namespace: the bridge
+    ``sb.bridge`` holding the server's address (.1/24), dnsmasq serving ``sb.subnet4`` on it,
+    and the dhcp daemon of the implementation under test (``<cni_path>/dhcp daemon``). Its
+    socket, the PID files, the server's leases and our daemon's ``-statedir`` are in
+    ``sb.run_dir`` (not ``data_dir``: lease files carry timestamps, which the re-cased-key
+    checks would see as a difference). When that daemon is ours, the harness serves the
+    config's socket and hands the reference plugin (the differential check) to the
+    reference's daemon. In the container: ``eth0`` and ``eth1`` (two attachments of one
+    container), each a veth on the bridge with a fixed MAC, up, each holding every pool
+    address: the interface plugin would put the leased one there, which nobody knows before
+    ADD, and our CHECK looks for it on the interface; the sabotage removes the leased one."""
+    sh("ip", "link", "add", sb.bridge, "type", "bridge", ns=host_ns)
+    sh("ip", "addr", "add", f"{_net(sb)}.1/24", "dev", sb.bridge, ns=host_ns)
+    sh("ip", "link", "set", sb.bridge, "up", ns=host_ns)
+    for n, (host_end, ctr_end) in enumerate(((sb.pod_veth, "eth0"), (f"{sb.pod_veth}b", "eth1"))):
+        sh("ip", "link", "add", host_end, "address", _world_mac(sb, 3 + 2 * n), "type", "veth",
+           "peer", "name", ctr_end, "address", _world_mac(sb, 4 + 2 * n), "netns", ctr_ns, ns=host_ns)
+        _lan_port(sb, host_ns, host_end, ctr_ns, ctr_end)
+    lan.start_dnsmasq(host_ns, sb.bridge, _net(sb), sb.run_dir)
+    lan.start_daemon(os.path.join(sb.cni_path, "dhcp"), host_ns, sb.run_dir, os.path.join(sb.run_dir, "state"),
+                     dispatch=True)
+
+
+def _net(sb: Sandbox) -> str:
+    """The world's IPv4 /24 without its last octet."""
+    return sb.subnet4.rsplit(".", 1)[0]
+
+
+def _lan_port(sb: Sandbox, host_ns: str, host_end: str, ctr_ns: str, ctr_end: str) -> None:
+    """A veth of the LAN: the host end on the bridge, the container end holding the pool."""
+    sh("ip", "link", "set", host_end, "master", sb.bridge, "up", ns=host_ns)
+    batch = "".join(f"address add {a}/24 dev {ctr_end}\n" for a in lan.pool(_net(sb)))
+    subprocess.run(["ip", "netns", "exec", ctr_ns, "ip", "-batch", "-"], input=batch.encode(), check=True,
+                   capture_output=True)
+    sh("ip", "link", "set", ctr_end, "up", ns=ctr_ns)
+
+
+def dhcp_world_netns(sb: Sandbox, host_ns: str, netns: str) -> None:
+    """Another container of a dhcp world: its eth0 on the LAN (``dhcp_world``)."""
+    host_end = f"cnw{netns[-8:]}"
+    sh("ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", netns, ns=host_ns)
+    _lan_port(sb, host_ns, host_end, netns, "eth0")
+
+
+def _stop_dhcp_lan(sb: Sandbox) -> None:
+    lan.stop(sb.run_dir)
+
+
+def _drop_dhcp_address(world, cid: str, ifname: str) -> None:
+    """dhcp: remove the attachment's leased address (dnsmasq's lease of its client ID)
+    from the container's interface, as if it had been taken away behind the plugin's back."""
+    address = lan.leased_address(world.sandbox.run_dir, cid, ifname)
+    assert address, f"dnsmasq holds no lease of {cid}/{ifname}"
+    sh("ip", "addr", "del", f"{address}/24", "dev", ifname, ns=world.ctr)
+
+
+def dhcp_ipam(sb: Sandbox) -> dict:
+    """dhcp's ``ipam`` object for a sandbox: the world's daemon socket."""
+    return {"type": "dhcp", "daemonSocketPath": lan.socket_path(sb.run_dir)}
+
+
+_DHCP_SERVER_POOL = ("dhcp's address pool is the DHCP server's and its leases are the daemon's, neither in "
+                     "ipam.ranges nor in a data dir: the checks that fill or shrink the pool through ipam.ranges or "
+                     "count lease files do not apply (our GC: tests/test_dhcp.py::"
+                     "test_gc_releases_leases_not_in_valid_attachments)")
+
+
 # Host ports the checks map (the leak checker looks for rules naming them).
 PORT_MAPPINGS = [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"},
                  {"hostPort": 18053, "containerPort": 53, "protocol": "udp"}]
@@ -237,6 +330,10 @@ PROFILES: dict[str, Profile] = {
     "static": Profile("static", IPAM, lambda sb: {"type": "static", "ipam": static_ipam(sb)}, needs_netns=False,
                       sabotage=_drop_static_address, prepare=static_pod, single_attachment=_STATIC_SAME_ADDRESSES,
                       stateless=_STATIC_NO_STATE),
+    # The world runs dnsmasq and the implementation's own daemon (dhcp_world).
+    "dhcp": Profile("dhcp", IPAM, lambda sb: {"type": "dhcp", "ipam": dhcp_ipam(sb)}, sabotage=_drop_dhcp_address,
+                    prepare=dhcp_world, cleanup=_stop_dhcp_lan, prepare_netns=dhcp_world_netns,
+                    external_store=_DHCP_SERVER_POOL),
     "loopback": Profile("loopback", LOOPBACK, lambda sb: {"type": "loopback"}, ifname="lo", sabotage=_lo_down),
     "bridge": Profile("bridge", INTERFACE,
                       lambda sb: {"type": "bridge", "bridge": sb.bridge, "isGateway": True,

@@ -3,7 +3,9 @@
 Every plugin call a check makes runs inside the world's "host" namespace (as a runtime
 living there would call it), never in the machine's own. Closing the world deletes both
 namespaces (with whatever a crashed plugin left in them) and the directories, so even a
-plugin killed with SIGKILL in the middle of ADD leaves the machine clean.
+plugin killed with SIGKILL in the middle of ADD leaves the machine clean. Processes the
+profile started for the world (dhcp: a DHCP server and a daemon) are stopped first, by the
+profile's ``cleanup``, also when the namespaces are only renewed.
 """
 
 from __future__ import annotations
@@ -57,13 +59,15 @@ class World:
             spy_dir=os.path.join(self.tmp, "spy"),
             master=f"cnm{tag[:8]}",
             pod_veth=f"cnv{tag[:8]}",
+            cni_path=cni_path,
+            run_dir=os.path.join(self.tmp, "run"),
         )
         a, b = _unique_octets()
         # A second network's IPv4 subnet, for checks holding attachments of two networks.
         self.other_subnet4 = f"10.{a}.{b}.0/24"
         self.conf_dir = os.path.join(self.tmp, "net.d")
         self.cache_dir = os.path.join(self.tmp, "cache")
-        for d in (self.sandbox.data_dir, self.sandbox.spy_dir, self.conf_dir, self.cache_dir):
+        for d in (self.sandbox.data_dir, self.sandbox.spy_dir, self.sandbox.run_dir, self.conf_dir, self.cache_dir):
             os.makedirs(d)
         self._extra_ns: list[str] = []
         self._make_namespaces()
@@ -81,9 +85,20 @@ class World:
             self.close()
             raise
 
+    def _cleanup_profile(self) -> None:
+        """The profile's teardown (``Profile.cleanup``: stop the processes its ``prepare``
+        started), before the namespaces they run in go; never raises, so the namespaces
+        and directories are removed whatever happened."""
+        if self.profile is not None and self.profile.cleanup is not None:
+            try:
+                self.profile.cleanup(self.sandbox)
+            except Exception as e:  # noqa: BLE001 -- teardown goes on; the leak check reports what stays
+                print(f"conformance: {self.profile.type} cleanup failed: {e}")
+
     def renew_namespaces(self) -> None:
         """Fresh, empty host and container namespaces under the same names (and the
         profile's host setup again): a run that must start from the same state as the last."""
+        self._cleanup_profile()
         for ns in (self.ctr, self.host):
             sh("ip", "netns", "delete", ns, check=False)
         self._make_namespaces()
@@ -94,6 +109,8 @@ class World:
         name = f"cnx-{self._run_tag}-{uuid.uuid4().hex[:8]}" if self._run_tag else f"cnx-{uuid.uuid4().hex[:8]}"
         sh("ip", "netns", "add", name)
         self._extra_ns.append(name)
+        if self.profile is not None and self.profile.prepare_netns is not None:
+            self.profile.prepare_netns(self.sandbox, self.host, name)
         return f"/var/run/netns/{name}"
 
     def drop_netns(self, path: str) -> None:
@@ -187,6 +204,9 @@ class World:
         return leak.snapshot(self)
 
     def close(self) -> None:
+        """Stop what the profile started (``Profile.cleanup``), then delete the namespaces
+        and directories."""
+        self._cleanup_profile()
         for n in [self.ctr, self.host] + self._extra_ns:
             sh("ip", "netns", "delete", n, check=False)
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -14,7 +14,10 @@ import xml.etree.ElementTree as ET
 
 from tests.helpers import ROOT
 
-REFERENCE_PLUGINS = "host-local,loopback,bridge,portmap,tuning,bandwidth,firewall,static"
+REFERENCE_PLUGINS = "host-local,loopback,bridge,portmap,tuning,bandwidth,firewall,static,dhcp"
+# The IPAM suite's central check: an ADD got a lease (for dhcp: from the world's dnsmasq,
+# through the implementation's own daemon).
+IPAM_LEASE_CHECK = "test_ipam_result_has_no_interfaces[dhcp]"
 CHAINED = ("portmap", "tuning", "bandwidth", "firewall")
 # The chained suite's checks, with what makes each plugin act (profiles.Profile.effect).
 CHAINED_CHECKS = ("test_effect_added_and_removed", "test_check_after_add_and_after_del",
@@ -50,6 +53,7 @@ def test_ours_pass_every_check(our_bin, tmp_path):
     for t in CHAINED:
         for name in CHAINED_CHECKS + ("test_same_outcomes_as_reference", "test_recased_keys"):
             assert cases.get(f"{name}[{t}]") == ("pass", ""), f"{name}[{t}]: {cases.get(f'{name}[{t}]')}"
+    assert cases.get(IPAM_LEASE_CHECK) == ("pass", ""), f"{IPAM_LEASE_CHECK}: {cases.get(IPAM_LEASE_CHECK)}"
 
 
 def test_reference_passes_but_documented_deviations(ref_bin, tmp_path):
@@ -66,3 +70,4 @@ def test_reference_passes_but_documented_deviations(ref_bin, tmp_path):
                 name == "test_prev_result_of_same_family" and "no two versions of one family" in msg))), \
                 f"{name}[{t}]: {st} {msg}"
     assert "DEL deletes the IFB only" in cases["test_effect_added_and_removed[bandwidth]"][1]
+    assert cases.get(IPAM_LEASE_CHECK) == ("pass", ""), f"{IPAM_LEASE_CHECK}: {cases.get(IPAM_LEASE_CHECK)}"

@@ -2,7 +2,7 @@
 
     python -m conformance.bench                    quick run (~2 min): the single-pod scenarios
     python -m conformance.bench --all              everything: + 32 parallel pods + the scale run
-    python -m conformance.bench [--runs N] [--only host-local,loopback,bridge,macvlan,tuning,bandwidth,firewall,static,chain,parallel,scale]
+    python -m conformance.bench [--runs N] [--only host-local,loopback,bridge,macvlan,tuning,bandwidth,firewall,static,dhcp,chain,parallel,scale]
                                 [--ours DIR] [--ours-bin DIR] [--ref DIR] [--impls ours,ours-bin,ref]
                                 [--json OUT.json] [--report OUT.md]
     python -m conformance.bench --scale [--pods 10,100] [--impls ours,ref] [--plot PNG]
@@ -21,6 +21,8 @@ slows all alike; medians):
   ADD+DEL, tuning, bandwidth and firewall ADD+DEL behind a veth pod, static ADD, CHECK and
   DEL per call (plugin_runs.py): plugin processes run directly, in a throwaway host
   namespace (plus their peak RSS);
+* dhcp (``--all`` or ``--only dhcp``; plugin_runs.py, ~1 min): bridge+dhcp ADD+DEL, each
+  implementation with its own dnsmasq and its own dhcp daemon;
 * chain (chain.py): bridge+host-local -> portmap with one host port, one pod, ADD, CHECK
   and DEL through libcni (the Go driver of conformance/libcni.py);
 * parallel (``--all`` or ``--only parallel``; chain.py): 32 pods' chain ADDs at once, then
@@ -62,7 +64,8 @@ DIST_BIN = os.path.join(ROOT, "dist", "bin")  # `make bin`: the PyInstaller bina
 DIST_SRC_BIN = os.path.join(ROOT, "dist", "src-bin")  # `make bin`: launchers running the source
 LABELS = ("ours", "ours-bin", "ref")
 QUICK = ("host-local", "loopback", "bridge", "macvlan", "tuning", "bandwidth", "firewall", "static", "chain")
-EVERYTHING = QUICK + ("parallel", "scale")
+# dhcp: ~1 min (the reference's bridge+dhcp ADD alone takes ~1.8 s), so not in the quick run.
+EVERYTHING = QUICK + ("dhcp", "parallel", "scale")
 
 
 # ---- options ----------------------------------------------------------------------------------
@@ -108,8 +111,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                          "for --scale: ours,ref)")
     ap.add_argument("--runs", type=int, default=40, help="runs per single-pod scenario (default 40)")
     ap.add_argument("--only", default="", help="comma-separated scenarios: host-local, loopback, bridge, macvlan, "
-                    "tuning, bandwidth, firewall, static, chain (also: portmap), parallel, scale (default: the "
-                    "first nine)")
+                    "tuning, bandwidth, firewall, static, dhcp, chain (also: portmap), parallel, scale (default: the "
+                    "first nine; dhcp takes ~1 min)")
     ap.add_argument("--all", action="store_true", help="every scenario: + parallel and the scale run (with its PNG)")
     ap.add_argument("--parallel-pods", type=int, default=32, help="pods in the parallel scenario (default 32)")
     ap.add_argument("--parallel-runs", type=int, default=5, help="runs of the parallel scenario (default 5)")
@@ -234,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         singles = [plugin_runs.host_local_scenario(tmp, prefix), plugin_runs.loopback_scenario(prefix),
                    plugin_runs.bridge_scenario(tmp, prefix, opts.backend), plugin_runs.macvlan_scenario(tmp, prefix)] + [
                        plugin_runs.chained_scenario(k, tmp, prefix) for k in plugin_runs.CHAINED] + [
-                       plugin_runs.static_scenario(v, prefix) for v in plugin_runs.STATIC_VERBS]
+                       plugin_runs.static_scenario(v, prefix) for v in plugin_runs.STATIC_VERBS] + [
+                       plugin_runs.dhcp_scenario(tmp, prefix)]
         meter = RssMeter()
 
         def single(sc: plugin_runs.Scenario) -> list[dict]:

@@ -10,6 +10,10 @@
   namespace, for a pod (a veth pair, eth0 in the container namespace) holding the two
   addresses, which our CHECK reads back from the kernel (the reference's compares
   prevResult only);
+* bridge+dhcp ADD+DEL (``--only dhcp``; ~1 min: the reference's ADD takes ~1.8 s): each
+  implementation in its own host namespace with its own LAN (a bridge holding .1/24,
+  dnsmasq serving it, its own dhcp daemon: ``<bin_dir>/dhcp daemon``), bridge execs dhcp,
+  which asks that daemon; the container's eth0 gets its lease by a real DHCP exchange;
 * tuning, bandwidth, firewall ADD+DEL (chained): each behind a pod a veth-based interface
   plugin would have made (a veth pair, one end in the container namespace with an address),
   prevResult in both verbs as libcni sends it; tuning sets an MTU, promiscuity and a sysctl,
@@ -34,6 +38,7 @@ import tempfile
 import uuid
 from collections.abc import Callable
 
+from conformance import dhcp_lan
 from conformance.bench.proc import NETNS_DIR, RssMeter, Sample, exec_plugin, release_netns_threads, rotated
 
 # IPAM plugins never enter the namespace, but ADD requires CNI_NETNS to be set.
@@ -217,6 +222,57 @@ def chained_scenario(kind: str, tmp: str, prefix: str = "") -> Scenario:
              "bandwidth": "bandwidth ADD+DEL (both directions, containerd's payload)",
              "firewall": "firewall ADD+DEL (default backend)"}
     return Scenario(names[kind], [kind], run, setup, teardown, key=kind)
+
+
+def dhcp_scenario(tmp: str, prefix: str = "") -> Scenario:
+    """bridge + dhcp ADD then DEL, each implementation (n) with a LAN of its own in host
+    namespace ``prefix``dh<n>: the bridge the config names (made here, holding
+    10.128.<n>.1/24), dnsmasq serving 10.128.<n>.0/24 on it (``--no-ping``), and that
+    implementation's daemon (``<bin_dir>/dhcp daemon``, socket and state in a temporary
+    directory), all made on the implementation's first run; the container namespace is
+    ``prefix``dc<n>. ``teardown`` stops the daemons and dnsmasqs by PID, then deletes the
+    namespaces."""
+    tag = uuid.uuid4().hex[:6]
+    base = prefix or f"bench-{tag}-"
+    confs: dict[str, dict] = {}
+    lans: list[tuple[str, str, str]] = []  # (host namespace, container namespace, run dir)
+
+    def lan(bin_dir: str) -> dict:
+        n = len(confs)
+        host, ctr = f"{base}dh{n}", f"{base}dc{n}"
+        run_dir = tempfile.mkdtemp(prefix="dhcp-", dir=tmp)
+        lans.append((host, ctr, run_dir))
+        for ns in (host, ctr):
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+        bridge = f"bdh{n}{tag}"
+        for argv in (["link", "add", bridge, "type", "bridge"], ["addr", "add", f"10.128.{n}.1/24", "dev", bridge],
+                     ["link", "set", bridge, "up"], ["link", "set", "lo", "up"]):
+            subprocess.run(["ip", "-n", host, *argv], check=True)
+        dhcp_lan.start_dnsmasq(host, bridge, f"10.128.{n}", run_dir)
+        sock = dhcp_lan.start_daemon(os.path.join(bin_dir, "dhcp"), host, run_dir, os.path.join(run_dir, "state"))
+        return {"cniVersion": "1.0.0", "name": f"bench-dhcp{n}", "type": "bridge", "bridge": bridge,
+                "ipam": {"type": "dhcp", "daemonSocketPath": sock}}
+
+    def run(bin_dir: str, s: Sample, rss: RssMeter | None) -> None:
+        if bin_dir not in confs:
+            confs[bin_dir] = lan(bin_dir)
+        n = list(confs).index(bin_dir)
+        host_path, ctr_path = os.path.join(NETNS_DIR, lans[n][0]), os.path.join(NETNS_DIR, lans[n][1])
+        for verb in ("ADD", "DEL"):
+            exec_plugin(os.path.join(bin_dir, "bridge"), verb, confs[bin_dir], s, rss, host_netns=host_path,
+                        ns_thread=True, CNI_NETNS=ctr_path)
+
+    def teardown() -> None:
+        for host, ctr, run_dir in lans:
+            dhcp_lan.stop(run_dir)  # the daemon (which may be parked in the namespaces) first
+            release_netns_threads(os.path.join(NETNS_DIR, host))
+            for ns in (ctr, host):
+                subprocess.run(["ip", "netns", "delete", ns], check=False)
+        lans.clear()
+        confs.clear()
+
+    return Scenario("bridge+dhcp ADD+DEL (dnsmasq, daemon running)", ["bridge", "dhcp"], run, teardown=teardown,
+                    key="dhcp")
 
 
 STATIC_VERBS = ("ADD", "CHECK", "DEL")

@@ -129,7 +129,7 @@ def markdown(rows: list[dict], labels: list[str], meta: dict, errors: list[dict]
         lines.append(f"{SUPERSCRIPTS[i % len(SUPERSCRIPTS)]} {why}.")
     keys = {r["key"] for r in rows}
     how = []
-    singles = {"host-local", "loopback", "bridge", "macvlan", "tuning", "bandwidth", "firewall", "static"}
+    singles = {"host-local", "loopback", "bridge", "macvlan", "tuning", "bandwidth", "firewall", "static", "dhcp"}
     if keys & (singles | {"chain"}):
         runs = next(r["runs"] for r in rows if r["key"] in singles | {"chain"})
         how.append(f"single-pod rows: medians of {runs} run{'s' if runs != 1 else ''}, implementations alternating")
@@ -143,6 +143,9 @@ def markdown(rows: list[dict], labels: list[str], meta: dict, errors: list[dict]
     if "static" in keys:
         how.append("static rows: one call each, a dual-stack config for a pod (a veth pair) holding its addresses; "
                    "our CHECK reads them from the container's eth0, the reference's compares prevResult only")
+    if "dhcp" in keys:
+        how.append("dhcp row: bridge (not a gateway) execs dhcp; each implementation its own LAN (dnsmasq "
+                   "--no-ping on the bridge) and its own daemon, already running")
     if keys & {"chain", "parallel"}:
         how.append("chain rows: bridge (isGateway, ipMasq, host-local) -> portmap (one host port, as "
                    "capability args) through libcni's Go driver (its start-up included), in a throwaway "

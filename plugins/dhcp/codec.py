@@ -223,9 +223,9 @@ def client_id(key: str) -> bytes:
     lease)."""
     raw = key.encode("utf-8", "surrogateescape")
     if len(raw) > 254:
-        import hashlib
+        from cnilib.owner import sha256_hex
 
-        raw = raw[:189] + b"~" + hashlib.sha256(raw).hexdigest().encode()
+        raw = raw[:189] + b"~" + sha256_hex(raw).encode()
     return b"\0" + raw
 
 
