@@ -26,6 +26,7 @@ import subprocess
 import threading
 import time
 
+from conformance import runs
 from conformance.proc import PLAIN_PATH
 
 # The addresses dnsmasq hands out: .10-.59 of the LAN's /24 (.1 is the server and router).
@@ -77,6 +78,7 @@ def _spawn(run_dir: str, name: str, argv: list[str]) -> subprocess.Popen:
         log.close()
     with open(os.path.join(run_dir, f"{name}.pid"), "w") as f:
         f.write(str(p.pid))
+    runs.track_pid(p.pid)  # killed by a later run's sweep if this one dies without stopping it
     return p
 
 

@@ -13,9 +13,8 @@ namespace; the answer is cached for the run.
 from __future__ import annotations
 
 import functools
-import os
-import uuid
 
+from conformance import runs
 from conformance.proc import sh
 
 # feature -> (what it is, in words; the `ip link add` arguments needing it, run in a fresh
@@ -35,8 +34,7 @@ def missing(kind: str) -> str | None:
     """Why this kernel cannot do ``kind`` (a key of PROBES), e.g. "kernel has no ipvlan
     (Unknown device type)"; None when it can."""
     what, argv = PROBES[kind]
-    run_tag = os.environ.get("CNIPY_NS_TAG", "")  # the project's test run tells its namespaces apart by it
-    ns = f"cnk-{run_tag}-{uuid.uuid4().hex[:8]}" if run_tag else f"cnk-{uuid.uuid4().hex[:8]}"
+    ns = runs.netns_name("cnk")  # carries the run's tag (conformance/runs.py)
     sh("ip", "netns", "add", ns)
     try:
         sh("ip", "link", "add", "p0", "type", "veth", "peer", "name", "p1", ns=ns)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conformance import deviations
+from conformance import deviations, runs
 from conformance.profiles import Profile, profile_for, registry_kind
 from conformance.world import World
 
@@ -83,6 +83,9 @@ def _selected(config: pytest.Config) -> list[PluginUnderTest]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A run of its own (conformance/runs.py): SIGTERM/SIGHUP end it as Ctrl-C does, and what
+    # killed runs left behind goes first.
+    runs.start("harness")
     config._cni_plugins = _selected(config)  # type: ignore[attr-defined]
     config._cni_results = {}  # type: ignore[attr-defined]
     config._cni_lane = config.getoption("--cni-runtime") or None  # type: ignore[attr-defined]
@@ -182,6 +185,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     # A teardown failure (leak) overrides a passing call.
     if prev is None or status == "fail" or (prev[0] in ("pass", "unexpected pass") and status != "pass"):
         results[key] = (status, detail, cm.args)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    runs.finish()  # whatever the teardown missed (a signal between making and recording)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -16,11 +16,11 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import uuid
 from typing import Callable
 
+from conformance import runs
 from conformance.proc import PLAIN_PATH, Outcome, parse_doc, sh, stdin_bytes
 from conformance.profiles import Profile, Sandbox
 
@@ -42,14 +42,14 @@ class World:
         self.tag = tag
         self.cni_path = cni_path
         self.profile = profile
-        # CNIPY_NS_TAG (set by the project's test run) lets a leak check tell this run's
-        # namespaces from other runs'.
-        run_tag = os.environ.get("CNIPY_NS_TAG", "")
+        # The run's tag (conformance/runs.py) in every name: a leak check tells this run's
+        # namespaces from other runs', and a later run sweeps them if this one is killed.
+        run_tag = runs.tag()
         self.host = f"cnh-{run_tag}-{tag}" if run_tag else f"cnh-{tag}"
         self.ctr = f"cnc-{run_tag}-{tag}" if run_tag else f"cnc-{tag}"
         self._run_tag = run_tag
         self.ctr_path = f"/var/run/netns/{self.ctr}"
-        self.tmp = tempfile.mkdtemp(prefix=f"cni-conf-{tag}-")
+        self.tmp = runs.mkdtemp(prefix=f"cni-conf-{tag}-")
         a, b = _unique_octets()
         self.sandbox = Sandbox(
             data_dir=os.path.join(self.tmp, "ipam"),
@@ -100,7 +100,7 @@ class World:
         profile's host setup again): a run that must start from the same state as the last."""
         self._cleanup_profile()
         for ns in (self.ctr, self.host):
-            sh("ip", "netns", "delete", ns, check=False)
+            runs.delete_netns(ns)  # and the processes in it (a plugin's hung child)
         self._make_namespaces()
 
     # -- resources -------------------------------------------------------------------
@@ -205,10 +205,11 @@ class World:
 
     def close(self) -> None:
         """Stop what the profile started (``Profile.cleanup``), then delete the namespaces
-        and directories."""
+        (killing the processes still in them: a namespace outlives its name while a process
+        holds it) and directories."""
         self._cleanup_profile()
         for n in [self.ctr, self.host] + self._extra_ns:
-            sh("ip", "netns", "delete", n, check=False)
+            runs.delete_netns(n)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> "World":

@@ -11,10 +11,23 @@ import os
 
 import pytest
 
+from conformance import runs
 from tests.helpers import NS_TAG, OUR_BIN, REF_BIN, SRC_BIN, Netns, ip_json
 
 # Tests needing kernel features this machine lacks run in one VM (tests/vm/lane.py).
 pytest_plugins = ["tests.vm.lane"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The session is a run of its own (conformance/runs.py), tagged NS_TAG: SIGTERM and
+    SIGHUP end it as Ctrl-C does (fixtures tear down), and what killed runs left goes first.
+    Not inside the VM lane's worker (the VM is thrown away whole)."""
+    if not os.environ.get("CNIPY_IN_VM"):
+        runs.start("tests", NS_TAG)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    runs.finish()
 
 
 def _snapshot() -> dict:

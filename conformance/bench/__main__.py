@@ -51,10 +51,9 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 
+from conformance import runs
 from conformance.bench import chain, plugin_runs, report, scale
 from conformance.bench.proc import RssMeter, cleanup, cleanup_uninterrupted, delete_netns, not_built_for
 from plugins import names as plugin_names
@@ -182,12 +181,24 @@ def run_scale(opts: argparse.Namespace, plan: ScalePlan, command: str,
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit status 0, 1 (a scenario failed, or nothing to run), 2 (usage)
-    or 130 (interrupted)."""
+    or 130 (interrupted: Ctrl-C, SIGTERM or SIGHUP)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before or after the steps that catch it themselves
+        return 130
+    finally:
+        runs.finish()  # whatever of this run a signal kept its own cleanup from removing
+
+
+def _main(argv: list[str] | None) -> int:
     opts = parse(argv)
     words = sys.argv[1:] if argv is None else argv
     command = " ".join(["python -m conformance.bench"] + list(words))
     only = [w.strip() for w in opts.only.split(",") if w.strip()]
     resolve_dirs(opts)
+    # A run of its own (conformance/runs.py), before anything is made: SIGTERM and SIGHUP
+    # end it as Ctrl-C does, and what killed runs left goes first.
+    runs.start("bench")
     opts.dirs = {"ours": opts.ours, "ours-bin": opts.ours_bin, "ref": opts.ref}
     opts.impl_list = [w.strip() for w in (opts.impls or ",".join(LABELS)).split(",") if w.strip()]
     if not opts.impl_list or any(w not in LABELS for w in opts.impl_list):
@@ -218,19 +229,16 @@ def main(argv: list[str] | None = None) -> int:
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    tag = uuid.uuid4().hex[:6]
+    tag = runs.tag()  # runs.start in main(): a killed bench's namespaces are swept by the next run
     prefix = f"cnib-{tag}-"
-    tmp = tempfile.mkdtemp(prefix="cni-bench-")
+    tmp = runs.mkdtemp(prefix="cni-bench-")
     running: list = []
     rows: list[dict] = []
     errors: list[dict] = []
     scale_doc = None
     scale_label = None
     labels = [l for l, _ in impls]
-    old_term = signal.signal(signal.SIGTERM, on_term)
+    old_term = signal.getsignal(signal.SIGTERM)  # runs.start's: SIGTERM and SIGHUP act as Ctrl-C
     started = time.monotonic()
     status = 0
     try:

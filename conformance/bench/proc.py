@@ -229,11 +229,13 @@ def cleanup_uninterrupted(restore_term, fn: Callable, *args) -> None:
     skip it), then restore SIGINT and set SIGTERM back to ``restore_term``."""
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    old_hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         fn(*args)
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, restore_term)
+        signal.signal(signal.SIGHUP, old_hup)
 
 
 def delete_netns(prefix: str) -> None:

@@ -40,6 +40,7 @@ import tempfile
 import time
 import uuid
 
+from conformance import runs
 from conformance.bench.proc import NETNS_DIR, Sample, cleanup_uninterrupted, exec_plugin
 
 SUBNET = "10.231.0.0/16"  # /16: room for the 1000-pod ceiling (bridge ports max out at 1024)
@@ -197,9 +198,8 @@ def run(pods: list[int], impls: list[tuple[str, str]], backend: str | None) -> t
     {"bin_dir", "checkpoints" (each with "ours_over_ref" for ours when ref ran too),
     "add_ms", "del_ms"}}}."""
     total = pods[-1]
-    tag = uuid.uuid4().hex[:6]
-    prefix = f"cnibs-{tag}-"
-    tmp = tempfile.mkdtemp(prefix="cni-bench-scale-")
+    prefix = f"cnibs-{runs.tag() or uuid.uuid4().hex[:6]}-"  # the run's tag: swept if the bench is killed
+    tmp = runs.mkdtemp(prefix="cni-bench-scale-")
     ran: list[Impl] = []
     not_built: dict[str, list[str]] = {}
     for name, bin_dir in impls:
@@ -218,7 +218,7 @@ def run(pods: list[int], impls: list[tuple[str, str]], backend: str | None) -> t
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
-    old_term = signal.signal(signal.SIGTERM, on_term)
+    old_term = signal.signal(signal.SIGTERM, on_term)  # also when run without conformance.runs
     started = time.monotonic()
     try:
         _add_and_remove(ran, total, started)

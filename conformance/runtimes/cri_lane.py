@@ -23,10 +23,10 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 
+from conformance import runs
 from conformance.runtimes import image, kernelstate
 from conformance.runtimes.commands import cleanup, ip_json, kill_pid, retry, run, short_id, tool
 from conformance.runtimes.containerd import Containerd, CriSettings
@@ -88,7 +88,7 @@ class CriLane:
     def __init__(self, cni_path: str, reference: str | None = "/usr/lib/cni") -> None:
         cni_path = os.path.abspath(cni_path)
         self.plugins = lane_plugins(cni_path, reference)
-        self.root = tempfile.mkdtemp(prefix="cnipy-cri-")
+        self.root = runs.mkdtemp(prefix="cnipy-cri-")
         self.subnet = kernelstate.pick_subnet()
         self.gateway = str(self.subnet[1])
         self.network = f"cnipy-cri-{short_id()}"

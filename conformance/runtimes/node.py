@@ -9,8 +9,8 @@ another machine of the cluster would be). Nothing of the machine's own namespace
 from __future__ import annotations
 
 import ipaddress
-import os
 
+from conformance import runs
 from conformance.runtimes.commands import cleanup, run, short_id
 
 NODE_HOST = 10  # the node's address: <subnet>.10
@@ -23,8 +23,8 @@ class Node:
     the node's own address, ``outside_address`` the other end's."""
 
     def __init__(self, subnet: ipaddress.IPv4Network) -> None:
-        # CNIPY_NS_TAG (set by the project's test run) lets its leak check tell ours apart.
-        tag = os.environ.get("CNIPY_NS_TAG", "")
+        # The run's tag (conformance/runs.py): leak checks tell ours apart, sweeps find them.
+        tag = runs.tag()
         uid = short_id()
         self.name = f"cnin-{tag}-{uid}" if tag else f"cnin-{uid}"
         self.outside = f"cnio-{tag}-{uid}" if tag else f"cnio-{uid}"

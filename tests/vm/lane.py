@@ -30,6 +30,7 @@ import uuid
 
 import pytest
 
+from conformance import runs
 from tests.kernel_features import missing
 
 IN_VM = "CNIPY_IN_VM"
@@ -79,9 +80,17 @@ class Lane:
         start = time.monotonic()
         try:
             with open(self.log_file, "w", encoding="utf-8") as log:
-                p = subprocess.run(["bash", VM_RUN, self._command()], cwd=self.root, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, timeout=TIMEOUT + 120)
-            rc = p.returncode
+                # A group of its own (vm-run.sh, its timeout and qemu), killed whole when the
+                # wait ends early (a timeout, or SIGTERM to this test run), and recorded so
+                # that a later run's sweep kills it if this run is killed outright.
+                p = subprocess.Popen(["bash", VM_RUN, self._command()], cwd=self.root, env=env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                runs.track_group(p.pid)
+                try:
+                    rc = p.wait(timeout=TIMEOUT + 120)
+                finally:
+                    runs.kill_group(p.pid)
+                    p.wait()
         except subprocess.TimeoutExpired:
             rc = -1
         self.seconds = time.monotonic() - start
