@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma-separated suites to run (default all): {', '.join(suites())}")
     ap.add_argument("--runtime", choices=sorted(LANES), default="",
                     help="run only this runtime lane's checks (the plugin set under a real runtime)")
+    ap.add_argument("--config", default="", help="a network config or conflist for the plugins under test, "
+                    "with placeholders the harness fills per check (${subnet4}, ${bridge}, ${dataDir}, ...; "
+                    "see conformance/given.py): every applicable check runs on a plugin it has no profile for")
+    ap.add_argument("--kind", default="", choices=["", "interface", "ipam", "chained", "meta", "loopback"],
+                    help="the kind of --config's plugin when the harness cannot tell (meta = chained)")
     ap.add_argument("-k", default="", help="only checks matching this pytest expression")
     ap.add_argument("-q", action="store_true", help="quieter output")
     opts = ap.parse_args(argv)
@@ -75,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         args += ["--cni-report", os.path.abspath(opts.report)]
     if opts.junit:
         args += ["--junitxml", os.path.abspath(opts.junit)]
+    if opts.config:
+        args += ["--cni-config", os.path.abspath(opts.config)]
+    if opts.kind:
+        args += ["--cni-kind", opts.kind]
     if opts.k:
         args += ["-k", opts.k]
     if opts.q:

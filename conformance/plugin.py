@@ -61,11 +61,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--cni-reference", default="/usr/lib/cni", help="reference plugins for differential checks")
     g.addoption("--cni-report", default="", help="write an HTML report here")
     g.addoption("--cni-runtime", default="", help="the runtime lane whose checks run (e.g. cri)")
+    g.addoption("--cni-config", default="", help="a network config (or list) for the plugins under test, with "
+                "placeholders (conformance/given.py); replaces the built-in profiles of its types")
+    g.addoption("--cni-kind", default="", help="interface|ipam|chained|meta|loopback, for --cni-config's plugin")
 
 
 def _selected(config: pytest.Config) -> list[PluginUnderTest]:
     cni_path = os.path.abspath(config.getoption("--cni-path"))
     wanted = [p for p in config.getoption("--cni-plugins").split(",") if p]
+    given: dict[str, Profile] = {}
+    if config.getoption("--cni-config"):
+        from conformance import given as given_mod
+
+        try:
+            given = given_mod.load(config.getoption("--cni-config"), config.getoption("--cni-kind"))
+        except given_mod.ConfigError as e:
+            raise pytest.UsageError(str(e)) from None
+        # The config's plugins under test: those of its types the directory holds (a list's
+        # other plugins may come from elsewhere), or the ones --plugins names.
+        wanted = wanted or [t for t in given if os.access(os.path.join(cni_path, t), os.X_OK)]
+        if not wanted:
+            raise pytest.UsageError(f"none of {', '.join(given)} (the config's types) is in {cni_path}")
     if not wanted:
         wanted = sorted(t for t in os.listdir(cni_path)
                         if (profile_for(t) or registry_kind(t)) and os.access(os.path.join(cni_path, t), os.X_OK))
@@ -78,7 +94,7 @@ def _selected(config: pytest.Config) -> list[PluginUnderTest]:
         ref = os.path.join(ref_dir, t) if ref_dir else None
         if ref and (not os.access(ref, os.X_OK) or os.path.realpath(ref) == os.path.realpath(binary)):
             ref = None
-        out.append(PluginUnderTest(t, binary, profile_for(t), impl, ref))
+        out.append(PluginUnderTest(t, binary, given.get(t) or profile_for(t), impl, ref))
     return out
 
 

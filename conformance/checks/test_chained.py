@@ -39,6 +39,9 @@ def test_output_is_prev_result(plugin, world):
     """With nothing to do (no mappings, no rates, no settings), ADD outputs prevResult
     unchanged (a plugin that acts on every ADD, as firewall, passes it on all the same)."""
     need_profile(plugin)
+    if plugin.profile.given:
+        pytest.skip(f"not applicable: the harness has only the config of {plugin.profile.given}, which may act; "
+                    "it cannot tell an idle form of it (E22-effect-applied checks what the config does)")
     v = newest(plugin, world, "1.0.0")
     prev = prev_result(world, v)
     before = _effects(world)
@@ -65,7 +68,8 @@ def test_effect_added_and_removed(plugin, world):
     after = _effects(world)
     assert out.ok, out
     assert passes_through(out.doc, prev), f"output is not prevResult plus changes:\n{out.doc}\n{prev}"
-    assert after != before, f"ADD with {sorted(set(conf) - set(world.conf(v)))} changed nothing the harness sees"
+    if not plugin.profile.given:  # a given config may act where the harness does not look (routes, sysctls)
+        assert after != before, f"ADD with {sorted(set(conf) - set(world.conf(v)))} changed nothing the harness sees"
     out = run(world, plugin, "DEL", conf)
     assert out.ok and out.stdout.strip() == b"", out
     _assert_undone(world, before, "DEL (without prevResult)")
