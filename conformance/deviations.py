@@ -186,6 +186,10 @@ DEVIATIONS: dict[tuple[str, str, str], str] = {
     (REFERENCE, "portmap", "LC-chained-lifecycle"): _PORTMAP_819_LIBCNI,
     (REFERENCE, "portmap", "LC-chained-parallel"): _PORTMAP_819_LIBCNI,
     (REFERENCE, "portmap", "LC-chained-interleaved"): _PORTMAP_819_LIBCNI,
+    (REFERENCE, "bandwidth", "G31-chained-check-detects-loss"): (
+        "the reference bandwidth (1.1.1) CHECK stops at the first qdisc that is not a TBF: with the host veth's "
+        "TBF removed, its listing starts with the ingress qdisc and the ingress rate is not checked at all "
+        "(more-plugins.md bandwidth CHECK; checklist G31)"),
     (REFERENCE, "tuning", "LC-chained-del-netns-gone"): (
         "the reference tuning (1.1.1) saves the pod's link settings in <dataDir>/<containerID>_<ifname>.json on "
         "ADD and, when DEL finds the pod's namespace gone, returns without removing that file: one file left per "

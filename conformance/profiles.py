@@ -207,10 +207,21 @@ def pod_veth(sb: Sandbox, host_ns: str, ctr_ns: str) -> None:
 
 
 def _chained(plugin_type: str, config: Callable[[Sandbox], dict], effect: Callable[[Sandbox], dict],
-             always_acts: bool = False, needs_netns: bool = False) -> Profile:
+             always_acts: bool = False, needs_netns: bool = False,
+             sabotage: Callable[..., None] | None = None) -> Profile:
     """A chained plugin behind a veth-based interface plugin (the pod's veth pair)."""
     return Profile(plugin_type, CHAINED, lambda sb: {"type": plugin_type, **config(sb)}, needs_netns=needs_netns,
-                   prepare=pod_veth, effect=effect, always_acts=always_acts)
+                   prepare=pod_veth, effect=effect, always_acts=always_acts, sabotage=sabotage)
+
+
+def _reset_pod_link(world, cid: str, ifname: str) -> None:
+    """tuning: the pod's eth0 back to a veth's defaults (MTU 1500, not promiscuous)."""
+    sh("ip", "link", "set", ifname, "mtu", "1500", "promisc", "off", ns=world.ctr)
+
+
+def _drop_host_shaping(world, cid: str, ifname: str) -> None:
+    """bandwidth: remove the TBF from the pod's host-side veth (ingress shaping)."""
+    sh("tc", "qdisc", "del", "dev", world.sandbox.pod_veth, "root", ns=world.host)
 
 
 def static_addresses(sb: Sandbox) -> list[dict]:
@@ -351,8 +362,8 @@ PROFILES: dict[str, Profile] = {
                         lambda sb: {"runtimeConfig": {"portMappings": PORT_MAPPINGS}}),
     # dataDir in the world, where the leak checker sees a backup file left behind.
     "tuning": _chained("tuning", lambda sb: {"dataDir": f"{sb.data_dir}/tuning"},
-                       lambda sb: {"mtu": 1400, "promisc": True}),
-    "bandwidth": _chained("bandwidth", lambda sb: {}, lambda sb: dict(SHAPING)),
+                       lambda sb: {"mtu": 1400, "promisc": True}, sabotage=_reset_pod_link),
+    "bandwidth": _chained("bandwidth", lambda sb: {}, lambda sb: dict(SHAPING), sabotage=_drop_host_shaping),
     # The backend each implementation picks by itself (ours nftables, the reference iptables).
     "firewall": _chained("firewall", lambda sb: {}, lambda sb: {}, always_acts=True),
 }

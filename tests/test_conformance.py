@@ -19,6 +19,10 @@ REFERENCE_PLUGINS = "host-local,loopback,bridge,portmap,tuning,bandwidth,firewal
 # through the implementation's own daemon).
 IPAM_LEASE_CHECK = "test_ipam_result_has_no_interfaces[dhcp]"
 CHAINED = ("portmap", "tuning", "bandwidth", "firewall")
+# The lifecycle behind a real bridge through libcni (checks/test_chained_lifecycle.py).
+CHAINED_LIFECYCLE = ("test_chained_add_check_del_twice", "test_chained_del_never_added",
+                     "test_chained_del_after_netns_gone", "test_chained_parallel_adds_and_dels",
+                     "test_chained_interleaved_adds_and_dels")
 # The chained suite's checks, with what makes each plugin act (profiles.Profile.effect).
 CHAINED_CHECKS = ("test_effect_added_and_removed", "test_check_after_add_and_after_del",
                   "test_prev_result_of_same_family", "test_add_without_prev_result")
@@ -51,7 +55,8 @@ def test_ours_pass_every_check(our_bin, tmp_path):
     assert counts["tests"] - counts["skipped"] >= 80, counts
     # The chained plugins get the chained suite for real, and the same outcomes as the reference.
     for t in CHAINED:
-        for name in CHAINED_CHECKS + ("test_same_outcomes_as_reference", "test_recased_keys"):
+        for name in CHAINED_CHECKS + CHAINED_LIFECYCLE + ("test_same_outcomes_as_reference", "test_recased_keys",
+                                                            "test_chained_gc", "test_chained_status"):
             assert cases.get(f"{name}[{t}]") == ("pass", ""), f"{name}[{t}]: {cases.get(f'{name}[{t}]')}"
     assert cases.get(IPAM_LEASE_CHECK) == ("pass", ""), f"{IPAM_LEASE_CHECK}: {cases.get(IPAM_LEASE_CHECK)}"
 
@@ -63,7 +68,7 @@ def test_reference_passes_but_documented_deviations(ref_bin, tmp_path):
     assert "xfailed" in p.stdout, "the reference is known to deviate; no deviation was reported"
     # Each chained check ran: passed, or deviated for its documented reason (a leak included).
     for t in CHAINED:
-        for name in CHAINED_CHECKS:
+        for name in CHAINED_CHECKS + CHAINED_LIFECYCLE:
             st, msg = cases.get(f"{name}[{t}]", ("absent", ""))
             # (E23 needs two versions of one family: the reference firewall lists one of 0.3.x/0.4.0)
             assert st == "pass" or (st == "skipped" and ("expected deviation" in msg or (

@@ -13,9 +13,10 @@ import pytest
 
 from conformance import deviations
 from conformance.checks.common import (
-    assert_error, effect_conf, need_profile, newest, passes_through, prev_result, run, supported_versions, with_prev,
+    CID, assert_error, effect_conf, need_profile, newest, passes_through, prev_result, run, supported_versions, with_prev,
 )
 from conformance.leak import diff, markers, snapshot
+from conformance.proc import sh
 from conformance.plugin import check, kinds
 
 # What a chained plugin's ADD may change in the world (and its DEL must undo).
@@ -171,3 +172,68 @@ def test_same_outcomes_as_reference(plugin, world):
         # The reference's CHECK fails for a documented reason (portmap #819): not a difference.
         ref[ref.index(("CHECK", False, None))] = ("CHECK", True, None)
     assert ours == ref, f"ours: {ours}\nreference: {ref}"
+
+
+def _need_gc_status(plugin, world) -> None:
+    """Skip a GC/STATUS check for a plugin that does not speak CNI 1.1.0 (they came with it)."""
+    need_profile(plugin)
+    if "1.1.0" not in supported_versions(plugin, world):
+        pytest.skip("not applicable: GC and STATUS came with CNI 1.1.0, which the plugin does not support")
+
+
+@check("H34-chained-gc", "H GC", "M", "SPEC 1.1.0 §GC; checklist H34/H35")
+@kinds("chained")
+def test_chained_gc(plugin, world):
+    """GC listing the attachment keeps what its ADD did (CHECK still passes). Then the pod
+    goes without a DEL (its veth pair deleted, as when a runtime loses a container) and a GC
+    that no longer lists it removes what is left of it on the host (rules, an IFB, qdiscs,
+    state files: the leak checker compares)."""
+    _need_gc_status(plugin, world)
+    prev = prev_result(world, "1.1.0")
+    conf = effect_conf(plugin, world, "1.1.0")
+    before = _effects(world)
+    added = run(world, plugin, "ADD", with_prev(conf, prev))
+    assert added.ok, added
+    gc = {k: v for k, v in conf.items() if k != "prevResult"}
+    keep = world.exec(plugin.binary, "GC", dict(gc, **{"cni.dev/valid-attachments": [
+        {"containerID": CID, "ifname": "eth0"}]}), containerid="", ifname="", netns="")
+    out = run(world, plugin, "CHECK", with_prev(conf, added.doc))
+    sh("ip", "link", "delete", world.sandbox.pod_veth, ns=world.host)  # the pod is gone, never DELeted
+    drop = world.exec(plugin.binary, "GC", dict(gc, **{"cni.dev/valid-attachments": []}),
+                      containerid="", ifname="", netns="")
+    assert keep.ok and keep.stdout.strip() == b"", f"GC listing the attachment: {keep}"
+    assert out.ok, f"CHECK after a GC that listed the attachment: {out}"
+    assert drop.ok and drop.stdout.strip() == b"", f"GC without the attachment: {drop}"
+    left = diff({k: v for k, v in before.items() if k != "container link settings"},
+                {k: v for k, v in _effects(world).items() if k != "container link settings"},
+                firewall_markers=markers(world))
+    world.renew_namespaces()  # the pod back, for the leak checker's comparison of the rest (files)
+    assert not left, f"GC without the attachment, the pod gone, left: {' | '.join(left)}"
+
+
+@check("I39-chained-status", "I STATUS", "M", "SPEC 1.1.0 §STATUS; checklist I39/I40")
+@kinds("chained")
+def test_chained_status(plugin, world):
+    """STATUS of a plugin that can work succeeds and prints nothing."""
+    _need_gc_status(plugin, world)
+    conf = effect_conf(plugin, world, "1.1.0")
+    out = world.exec(plugin.binary, "STATUS", conf, containerid="", ifname="", netns="")
+    assert out.ok and out.stdout.strip() == b"", f"STATUS: {out}"
+
+
+@check("G31-chained-check-detects-loss", "G CHECK", "S", "SPEC §CHECK; checklist G31")
+@kinds("chained")
+def test_chained_check_notices_sabotage(plugin, world):
+    """Undo what ADD did behind the plugin's back (profiles.Profile.sabotage): CHECK must fail."""
+    need_profile(plugin)
+    if plugin.profile.sabotage is None:
+        pytest.skip("not applicable: the harness knows no way to undo this plugin's work behind its back")
+    v = newest(plugin, world, "1.1.0")
+    conf = effect_conf(plugin, world, v)
+    added = run(world, plugin, "ADD", with_prev(conf, prev_result(world, v)))
+    assert added.ok, added
+    try:
+        plugin.profile.sabotage(world, CID, "eth0")
+        assert_error(run(world, plugin, "CHECK", with_prev(conf, added.doc)))
+    finally:
+        run(world, plugin, "DEL", conf)
