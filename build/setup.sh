@@ -16,6 +16,7 @@ PACKAGES=(
   dnsmasq-base        # the DHCP server the dhcp plugin's tests run in a LAN namespace (no service)
   podman runc containerd  # real runtimes driving our plugins end to end (tests/test_runtimes.py)
   iputils-ping        # the demo's ping
+  chromium            # headless browser: tests/test_conformance_report.py renders the harness's HTML report
   procps              # sysctl, ps
   libpython3.11 binutils   # PyInstaller: the shared libpython it bundles, strip/objdump
   gcc libc6-dev libpython3.11-dev libexpat1-dev zlib1g-dev  # build/freeze.py: our bootloader, libpython linked in

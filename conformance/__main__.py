@@ -1,4 +1,4 @@
-"""``python -m conformance --cni-path DIR [--plugins a,b] [--suites a,b] [--runtime cri] [--report out.html] [--junit out.xml]``
+"""``python -m conformance --cni-path DIR [--plugins a,b] [--suites a,b] [--runtime cri] [--report out.html] [--junit out.xml] [--json out.json]``
 
 Runs the conformance checks against the CNI plugins in DIR and exits non-zero if any
 check fails (expected deviations and not-applicable checks do not fail the run).
@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plugins", default="", help="comma-separated plugin types (default: every known type in DIR)")
     ap.add_argument("--report", default="", help="write an HTML report (plugin x check) here")
     ap.add_argument("--junit", default="", help="write JUnit XML here")
+    ap.add_argument("--json", default="", help="write the JSON report here: verdicts, checks, failures with "
+                    "reproductions (schema: conformance/report.py)")
     ap.add_argument("--implementation", default="", help="deviation profile (default: 'reference' for /usr/lib/cni)")
     ap.add_argument("--reference", default="/usr/lib/cni", help="reference plugins for differential checks ('' to disable)")
     ap.add_argument("--suites", default="",
@@ -80,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         args += ["--cni-report", os.path.abspath(opts.report)]
     if opts.junit:
         args += ["--junitxml", os.path.abspath(opts.junit)]
+    if opts.json:
+        args += ["--cni-json", os.path.abspath(opts.json)]
     if opts.config:
         args += ["--cni-config", os.path.abspath(opts.config)]
     if opts.kind:

@@ -181,10 +181,18 @@ class LibCNI:
         cmd = [driver or self.driver] + argv
         if self.in_netns:
             cmd = ["ip", "netns", "exec", self.in_netns] + cmd
-        p = subprocess.run(cmd, env=base, capture_output=True, timeout=self.timeout)
-        from conformance.proc import parse_doc
+        from conformance.proc import parse_doc, record
 
-        return DriverOutcome(p.returncode, p.stdout, p.stderr, parse_doc(p.stdout))
+        # The report's reproduction of a failure (conformance/report.py).
+        call = record(cmd, base, None, note=f"the libcni driver: it reads the network lists in {self.conf_dir}")
+        try:
+            p = subprocess.run(cmd, env=base, capture_output=True, timeout=self.timeout)
+        except subprocess.TimeoutExpired as t:
+            call.expired(self.timeout, t.stdout, t.stderr)
+            raise
+        out = DriverOutcome(p.returncode, p.stdout, p.stderr, parse_doc(p.stdout))
+        call.rc, call.stdout, call.stderr = out.rc, out.stdout, out.stderr
+        return out
 
     def _invoke(self, verb: str, network: str, netns: str, ifname: str, container_id: str | None,
                 args: str | dict[str, str] | list[tuple[str, str]] | None,

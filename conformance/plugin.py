@@ -1,4 +1,5 @@
-"""The pytest plugin behind ``python -m conformance``: options, fixtures, deviations, report.
+"""The pytest plugin behind ``python -m conformance``: options, fixtures, deviations, and
+collecting the results the report shows (``conformance/report.py`` renders them).
 
 Each check is a test function marked ``@check(id, section, level, ref)`` and run once per
 plugin under test (the ``plugin`` fixture). ``@kinds(...)`` limits a check to plugin
@@ -9,18 +10,18 @@ With ``--cni-runtime NAME`` the checks are a runtime lane's (``conformance/lanes
 drive the whole plugin set under a real runtime, and are reported in one column, ``NAME``.
 A check can record measurements (``measure`` fixture: name, value, unit), printed at the
 end of the run, put into the HTML report and into the JUnit XML as properties.
+Every plugin call a check makes is recorded (``proc.record``), so a failure in the report
+carries a reproduction.
 """
 
 from __future__ import annotations
 
-import html
 import os
-import time
 from dataclasses import dataclass
 
 import pytest
 
-from conformance import deviations, runs
+from conformance import deviations, proc, report, runs
 from conformance.profiles import Profile, profile_for, registry_kind
 from conformance.world import World
 
@@ -61,6 +62,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--cni-reference", default="/usr/lib/cni", help="reference plugins for differential checks")
     g.addoption("--cni-report", default="", help="write an HTML report here")
     g.addoption("--cni-runtime", default="", help="the runtime lane whose checks run (e.g. cri)")
+    g.addoption("--cni-json", default="", help="write the JSON report here (schema: conformance/report.py)")
     g.addoption("--cni-config", default="", help="a network config (or list) for the plugins under test, with "
                 "placeholders (conformance/given.py); replaces the built-in profiles of its types")
     g.addoption("--cni-kind", default="", help="interface|ipam|chained|meta|loopback, for --cni-config's plugin")
@@ -103,7 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # killed runs left behind goes first.
     runs.start("harness")
     config._cni_plugins = _selected(config)  # type: ignore[attr-defined]
-    config._cni_results = {}  # type: ignore[attr-defined]
+    config._cni_results = report.Results()  # type: ignore[attr-defined]
     config._cni_lane = config.getoption("--cni-runtime") or None  # type: ignore[attr-defined]
     config._cni_measurements = {}  # type: ignore[attr-defined]
 
@@ -135,6 +137,7 @@ def _check_mark(item: pytest.Item) -> pytest.Mark | None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    proc.start_recording()  # this check's plugin calls, for a failure's reproduction
     plugin: PluginUnderTest | None = getattr(item, "callspec", None) and item.callspec.params.get("plugin")
     if plugin is None:
         return
@@ -184,23 +187,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     column = plugin.type if plugin else item.config._cni_lane  # type: ignore[attr-defined]
     if column is None or cm is None:
         return
-    key = (column, cm.args[0])
-    results = item.config._cni_results  # type: ignore[attr-defined]
-    status, detail = None, ""
-    if rep.skipped and hasattr(rep, "wasxfail"):
-        status, detail = "deviation", rep.wasxfail
-    elif rep.skipped:
-        status, detail = "n/a", str(rep.longrepr[2]) if isinstance(rep.longrepr, tuple) else ""
-    elif rep.failed:
-        status, detail = "fail", rep.longreprtext.strip().splitlines()[-1] if rep.longreprtext else ""
-    elif rep.passed and rep.when == "call":
-        status = "unexpected pass" if hasattr(rep, "wasxfail") else "pass"
-    if status is None:
+    found = report.outcome_of(rep)
+    if found is None:
         return
-    prev = results.get(key)
-    # A teardown failure (leak) overrides a passing call.
-    if prev is None or status == "fail" or (prev[0] in ("pass", "unexpected pass") and status != "pass"):
-        results[key] = (status, detail, cm.args)
+    status, detail = found
+    failure = None
+    if status == "fail":
+        calls, total = proc.recorded()
+        cid, _, level, ref = (list(cm.args) + ["", "", ""])[:4]
+        expected = report.expected_of(getattr(item, "function", None), cid, level, ref)
+        failure = report.Failure(item.name, rep.when, expected, detail, calls, total)
+    item.config._cni_results.add(column, cm.args, item.name, rep.when, status, detail, failure)  # type: ignore[attr-defined]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -208,10 +205,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    path = session.config.getoption("--cni-report")
-    if path:
-        write_html(path, session.config._cni_plugins, session.config._cni_results,  # type: ignore[attr-defined]
-                   _columns(session.config), session.config._cni_measurements)  # type: ignore[attr-defined]
+    c = session.config
+    for option, write in (("--cni-report", report.write_html), ("--cni-json", report.write_json)):
+        if c.getoption(option):
+            write(c.getoption(option), c._cni_plugins, c._cni_results, _columns(c), c._cni_measurements)  # type: ignore[attr-defined]
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
@@ -220,54 +217,3 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         terminalreporter.section("measurements")
         for name, (value, unit) in measurements.items():
             terminalreporter.write_line(f"{name}: {value}{' ' + unit if unit else ''}")
-
-
-_COLORS = {"pass": "#c8f7c5", "fail": "#f7c5c5", "deviation": "#f7ecc5", "n/a": "#eeeeee",
-           "unexpected pass": "#c5e0f7"}
-
-
-def write_html(path: str, plugins: list[PluginUnderTest], results: dict, columns: list[str] | None = None,
-               measurements: dict | None = None) -> None:
-    """A plugin (or lane) x check table: pass / fail / expected deviation (with reason) / n/a;
-    then the measurements, if any."""
-    checks = sorted({k[1]: v[2] for k, v in results.items()}.items(), key=lambda kv: _order(kv[0]))
-    types = columns if columns is not None else [p.type for p in plugins]
-    rows = []
-    for cid, args in checks:
-        _, section, level, ref = (list(args) + ["", "", ""])[:4]
-        cells = []
-        for t in types:
-            st, detail, _ = results.get((t, cid), ("", "", None))
-            cells.append(f'<td style="background:{_COLORS.get(st, "#fff")}" title="{html.escape(detail)}">'
-                         f'{html.escape(st)}{"<br><small>" + html.escape(detail[:300]) + "</small>" if st in ("fail", "deviation") else ""}</td>')
-        rows.append(f"<tr><td><code>{html.escape(cid)}</code></td><td>{html.escape(section)}</td>"
-                    f"<td>{html.escape(level)}</td><td>{html.escape(ref)}</td>{''.join(cells)}</tr>")
-    counts = {}
-    for st, _, _ in results.values():
-        counts[st] = counts.get(st, 0) + 1
-    impl = plugins[0].implementation if plugins else ""
-    doc = f"""<!doctype html><meta charset="utf-8"><title>CNI conformance report</title>
-<style>body{{font-family:sans-serif}} td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}} table{{border-collapse:collapse}}</style>
-<h1>CNI conformance report</h1>
-<p>Plugins: {html.escape(', '.join(f'{p.type} ({p.binary})' for p in plugins))}; implementation profile: {html.escape(impl)};
-generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>
-<p>{html.escape(', '.join(f'{k}: {v}' for k, v in sorted(counts.items())))}</p>
-<table><tr><th>check</th><th>section</th><th>level</th><th>spec</th>{''.join(f'<th>{html.escape(t)}</th>' for t in types)}</tr>
-{''.join(rows)}</table>
-<p>Levels: M = the spec says MUST, S = SHOULD, D = what the reference does (de facto).</p>
-{_measurements_html(measurements or {})}"""
-    with open(path, "w") as f:
-        f.write(doc)
-
-
-def _measurements_html(measurements: dict) -> str:
-    if not measurements:
-        return ""
-    rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{html.escape(str(v))}</td><td>{html.escape(u)}</td></tr>"
-                   for n, (v, u) in measurements.items())
-    return f"<h2>Measurements</h2><table><tr><th>what</th><th>value</th><th>unit</th></tr>{rows}</table>\n"
-
-
-def _order(cid: str) -> tuple:
-    head = cid.split("-")[0]
-    return (head[:1], int(head[1:]) if head[1:].isdigit() else 0, cid)

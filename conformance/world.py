@@ -21,7 +21,7 @@ import uuid
 from typing import Callable
 
 from conformance import runs
-from conformance.proc import PLAIN_PATH, Outcome, parse_doc, sh, stdin_bytes
+from conformance.proc import PLAIN_PATH, Outcome, parse_doc, record, sh, stdin_bytes
 from conformance.profiles import Profile, Sandbox
 
 SPIES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spies")
@@ -180,6 +180,9 @@ class World:
                 e.update(env)
         data = stdin_bytes(stdin)
         cmd = ["ip", "netns", "exec", self.host, binary]
+        # The report's reproduction of a failure (conformance/report.py).
+        call = record(cmd, e, data, workdir=self.tmp, kill_after=kill_after,
+                      note="" if wrap is None else "run under the harness's process limit")
         if wrap is not None:
             cmd = wrap(cmd)
         if kill_after is not None:
@@ -192,9 +195,13 @@ class World:
                 p.send_signal(signal.SIGKILL)
             out, err = p.stdout.read(), p.stderr.read()
             p.wait()
-            return Outcome(p.returncode, out, err, parse_doc(out), killed)
-        p = subprocess.run(cmd, input=data, env=e, capture_output=True, timeout=timeout)
-        return Outcome(p.returncode, p.stdout, p.stderr, parse_doc(p.stdout))
+            return call.done(Outcome(p.returncode, out, err, parse_doc(out), killed))
+        try:
+            p = subprocess.run(cmd, input=data, env=e, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired as t:
+            call.expired(timeout, t.stdout, t.stderr)
+            raise
+        return call.done(Outcome(p.returncode, p.stdout, p.stderr, parse_doc(p.stdout)))
 
     # -- state -----------------------------------------------------------------------
     def snapshot(self) -> dict:
