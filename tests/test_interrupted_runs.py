@@ -118,31 +118,18 @@ def _sweep_by_hand(tag: str, marker: str) -> None:
     runs._remove(runs.Run(tag, "test-cleanup"))
 
 
-def test_sigterm_mid_run_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_stopped_mid_run_leaves_nothing(sig, tmp_path):
+    """SIGTERM (a CI timeout, a supervisor) or SIGHUP (a closed terminal) mid-ADD: the run
+    ends as on Ctrl-C, non-zero, and nothing of it is left."""
     marker = f"cnipy-hang-{uuid.uuid4().hex[:8]}"
     p = _start_harness(_hanging_dir(tmp_path, marker), "-k", "del_twice")
     tag = ""
     try:
         tag = _hung(p, marker)
-        p.send_signal(signal.SIGTERM)
+        p.send_signal(sig)
         out, _ = p.communicate(timeout=60)
         assert p.returncode != 0, out.decode(errors="replace")[-2000:]
-        assert _traces(tag, marker) == {"namespaces": [], "record": False, "dirs": [], "processes": []}
-    finally:
-        _stop(p)
-        if tag:
-            _sweep_by_hand(tag, marker)
-
-
-def test_sighup_mid_run_leaves_nothing(tmp_path):
-    marker = f"cnipy-hang-{uuid.uuid4().hex[:8]}"
-    p = _start_harness(_hanging_dir(tmp_path, marker), "-k", "del_twice")
-    tag = ""
-    try:
-        tag = _hung(p, marker)
-        p.send_signal(signal.SIGHUP)
-        p.communicate(timeout=60)
-        assert p.returncode != 0
         assert _traces(tag, marker) == {"namespaces": [], "record": False, "dirs": [], "processes": []}
     finally:
         _stop(p)
