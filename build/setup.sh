@@ -17,6 +17,7 @@ PACKAGES=(
   podman runc containerd  # real runtimes driving our plugins end to end (tests/test_runtimes.py)
   iputils-ping        # the demo's ping
   chromium            # headless browser: tests/test_conformance_report.py renders the harness's HTML report
+  golang-github-containernetworking-plugin-dnsname  # podman's dnsname (3rd-party chained, runs dnsmasq-base): docs/conformance
   procps              # sysctl, ps
   libpython3.11 binutils   # PyInstaller: the shared libpython it bundles, strip/objdump
   gcc libc6-dev libpython3.11-dev libexpat1-dev zlib1g-dev  # build/freeze.py: our bootloader, libpython linked in

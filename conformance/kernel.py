@@ -26,6 +26,7 @@ PROBES: dict[str, tuple[str, list[str]]] = {
     "vlan": ("802.1Q vlan", ["link", "add", "link", "p0", "name", "t0", "type", "vlan", "id", "5"]),
     "dummy": ("dummy", ["link", "add", "t0", "type", "dummy"]),
     "bridge_vlan": ("bridge VLAN filtering (802.1Q)", ["link", "add", "t0", "type", "bridge", "vlan_filtering", "1"]),
+    "vrf": ("VRF", ["link", "add", "t0", "type", "vrf", "table", "10"]),
 }
 
 
