@@ -11,14 +11,15 @@ PYTEST_ARGS ?=
 setup:
 	@bash build/setup.sh
 
-# dist/bin/: the drop-in binaries (PyInstaller; one bundle, one symlink per CNI type name).
+# dist/bin/: the drop-in binaries, one self-contained executable per CNI type name
+# (build/standalone.py: libpython linked in, the plugin's modules appended to each file).
 # dist/src-bin/: launchers running the same plugins from source (development, benchmarks).
 bin: setup
 	@$(VENV_PY) -m compileall -q cnilib plugins
 	@echo "building dist/src-bin (from source):"
 	@$(VENV_PY) build/launchers.py dist/src-bin
-	@echo "building dist/bin (PyInstaller):"
-	@$(VENV_PY) build/freeze.py dist/bin
+	@echo "building dist/bin (standalone executables):"
+	@$(VENV_PY) build/standalone.py dist/bin
 
 # The main job: a throwaway "container" joins a network, is reached, and is removed.
 demo: bin

@@ -1,15 +1,17 @@
 """``make install``: put dist/bin into DESTDIR, never clobbering someone else's plugin.
 
-dist/bin holds either plain executables (copied as they are) or the frozen build: the
-bundle directory ``cni-py/`` and one symlink per plugin into it (see build/freeze.py).
-The bundle is installed as ``cni-py-<hash>/`` (a hash of its content) and each plugin link
-is repointed with an atomic rename, so a runtime exec'ing a plugin meanwhile runs the old
-or the new build, never a half-copied one; the previous bundle is removed afterwards.
+dist/bin holds one self-contained executable per plugin (build/standalone.py); each is
+installed as a file of its own: copied to a temporary name in DESTDIR, then renamed over
+the plugin's name, so a runtime exec'ing a plugin meanwhile runs the old file or the new
+one, never a half-copied one. Every installed file stands alone: copied elsewhere (``cp``,
+``cp -L``) it still runs. (A link in the source directory is installed as the file it
+points at.)
 
 A manifest (``.cni-py-manifest`` in DESTDIR) records what we installed: the SHA-256 of each
-file, ``link:<target>`` for each link, ``dir`` for our bundle. An entry already in DESTDIR
-is replaced only if the manifest says we put it there and it is unchanged since, or with
-FORCE=1.
+file. An entry already in DESTDIR is replaced only if the manifest says we put it there and
+it is unchanged since, or with FORCE=1. What an earlier layout left (a ``cni-py-<hash>/``
+bundle directory with links to it, recorded as ``dir`` and ``link:...``) is replaced the
+same way: the links by files, then the bundle is removed.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import shutil
 import sys
 
 MANIFEST = ".cni-py-manifest"
-BUNDLE = "cni-py"
 
 
 def _sha(path: str) -> str:
+    h = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _state(path: str) -> str:
@@ -47,32 +51,10 @@ def _load(dest: str) -> dict[str, str]:
         return {}
 
 
-def _tree_hash(root: str) -> str:
-    h = hashlib.sha256()
-    for d, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            p = os.path.join(d, name)
-            h.update(os.path.relpath(p, root).encode() + b"\0")
-            h.update(os.readlink(p).encode() if os.path.islink(p) else _sha(p).encode())
-    return h.hexdigest()[:12]
-
-
-def _replace_link(dest: str, name: str, target: str) -> None:
-    tmp = os.path.join(dest, f".{name}.cni-py-tmp")
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(target, tmp)
-    os.replace(tmp, os.path.join(dest, name))
-
-
 def install(src: str, dest: str, force: bool) -> int:
-    """Install every plugin of ``src`` into ``dest``; return the exit status."""
-    entries = sorted(n for n in os.listdir(src) if not n.startswith("."))
-    bundle = os.path.join(src, BUNDLE)
-    has_bundle = os.path.isdir(bundle)
-    plugins = [n for n in entries if n != BUNDLE and (os.path.isfile(os.path.join(src, n)) or
-                                                      os.path.islink(os.path.join(src, n)))]
+    """Install every plugin file of ``src`` into ``dest``; return the exit status."""
+    plugins = sorted(n for n in os.listdir(src)
+                     if not n.startswith(".") and os.path.isfile(os.path.join(src, n)))
     if not plugins:
         print(f"install: nothing in {src}; run `make bin` first", file=sys.stderr)
         return 1
@@ -85,39 +67,22 @@ def install(src: str, dest: str, force: bool) -> int:
         print(f"install: refusing to overwrite {', '.join(refused)} in {dest}: not installed by "
               "cni-py (or changed since); use FORCE=1 to replace", file=sys.stderr)
         return 1
-    old_bundles = [n for n, v in manifest.items() if v == "dir"]
-    new_bundle = ""
-    if has_bundle:
-        new_bundle = f"{BUNDLE}-{_tree_hash(bundle)}"
-        target_dir = os.path.join(dest, new_bundle)
-        if not os.path.isdir(target_dir):
-            tmp_dir = os.path.join(dest, f".{new_bundle}.cni-py-tmp")
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-            shutil.copytree(bundle, tmp_dir, symlinks=True)
-            os.replace(tmp_dir, target_dir)
-        manifest[new_bundle] = "dir"
-        print(f"  {target_dir}/")
     for n in plugins:
-        s = os.path.join(src, n)
         target = os.path.join(dest, n)
-        if os.path.islink(s):
-            link = os.readlink(s)
-            if has_bundle and link.startswith(BUNDLE + "/"):
-                link = new_bundle + link[len(BUNDLE):]
-            _replace_link(dest, n, link)
-            manifest[n] = "link:" + link
-            print(f"  {target} -> {link}")
-            continue
         tmp = os.path.join(dest, f".{n}.cni-py-tmp")
-        shutil.copy2(s, tmp)
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        shutil.copyfile(os.path.join(src, n), tmp)  # follows a link: the file itself
         os.chmod(tmp, 0o755)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)  # FORCE=1 over a directory of that name
         os.replace(tmp, target)
         manifest[n] = _sha(target)
         print(f"  {target}")
-    for old in old_bundles:  # every link now points at the new bundle
-        if old != new_bundle:
-            shutil.rmtree(os.path.join(dest, old), ignore_errors=True)
-            manifest.pop(old, None)
+    # An earlier layout's bundle directories: no installed plugin points into them any more.
+    for old in [n for n, v in manifest.items() if v == "dir"]:
+        shutil.rmtree(os.path.join(dest, old), ignore_errors=True)
+        manifest.pop(old)
     tmp = os.path.join(dest, MANIFEST + ".tmp")
     with open(tmp, "w") as f:
         f.writelines(f"{k} {v}\n" for k, v in sorted(manifest.items()))

@@ -4,9 +4,9 @@ Each launcher is a Python script whose shebang names the project's virtualenv in
 by absolute path with ``-IS``: isolated (no PYTHON* variables, no current directory on
 sys.path, works from any directory with a minimal environment, as libcni calls plugins)
 and without ``site`` (saves ~5 ms per call); it puts the project and the virtualenv's
-site-packages on sys.path itself. ``make bin`` writes them next to the PyInstaller build
-(build/freeze.py, dist/bin): development, the lean-import tests and the benchmark's "source"
-column use them.
+site-packages on sys.path itself. ``make bin`` writes them next to the standalone build
+(build/standalone.py, dist/bin): development, the lean-import tests and the benchmark's
+"source" column use them.
 """
 
 from __future__ import annotations

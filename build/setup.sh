@@ -11,16 +11,16 @@ PACKAGES=(
   python3 python3-venv python3-pip
   nftables iptables   # firewall backends (bridge ipMasq, portmap)
   containernetworking-plugins   # reference plugins in /usr/lib/cni: differential tests, benchmark
+  golang-github-containernetworking-plugin-dnsname  # podman's dnsname (3rd-party chained, runs dnsmasq-base): docs/conformance
   golang-go golang-github-appc-cni-dev  # the harness's libcni driver, built offline
   busybox-static      # tiny servers inside test namespaces
   dnsmasq-base        # the DHCP server the dhcp plugin's tests run in a LAN namespace (no service)
   podman runc containerd  # real runtimes driving our plugins end to end (tests/test_runtimes.py)
   iputils-ping        # the demo's ping
   chromium            # headless browser: tests/test_conformance_report.py renders the harness's HTML report
-  golang-github-containernetworking-plugin-dnsname  # podman's dnsname (3rd-party chained, runs dnsmasq-base): docs/conformance
   procps              # sysctl, ps
-  libpython3.11 binutils   # PyInstaller: the shared libpython it bundles, strip/objdump
-  gcc libc6-dev libpython3.11-dev libexpat1-dev zlib1g-dev  # build/freeze.py: our bootloader, libpython linked in
+  gcc libc6-dev libpython3.11-dev libffi-dev zlib1g-dev  # build/standalone.py: libpython, libffi, zlib linked in
+  strace              # tests/test_standalone.py: what a plugin file opens
   make git
   qemu-system-x86 cpio kmod xz-utils  # the VM lane (tests/vm): tests needing kernel features this host lacks
 )

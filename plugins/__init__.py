@@ -2,8 +2,8 @@
 
 A plugin is one folder here: ``plugins/<name>/main.py`` defines ``PLUGIN =
 skel.Plugin("<name>", "<kind>", add=..., ...)`` and ``main()``; the folder's name is the
-CNI type name libcni execs. Nothing else lists plugins: the build (``build/freeze.py``:
-the multi-call binary's name table), the source launchers (``build/launchers.py``),
+CNI type name libcni execs. Nothing else lists plugins: the build (``build/standalone.py``:
+one self-contained file per plugin), the source launchers (``build/launchers.py``),
 ``make install``, the tests and the conformance harness's plugin list all take them from
 ``names()`` / ``load()`` below.
 

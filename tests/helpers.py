@@ -12,7 +12,7 @@ import subprocess
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUR_BIN = os.path.join(ROOT, "dist", "bin")  # the drop-in binaries (PyInstaller)
+OUR_BIN = os.path.join(ROOT, "dist", "bin")  # the drop-in binaries, one self-contained file per plugin
 SRC_BIN = os.path.join(ROOT, "dist", "src-bin")  # the same plugins run from source
 REF_BIN = "/usr/lib/cni"
 PLAIN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"

@@ -12,6 +12,8 @@ the kernel holds (``kernelstate``). What only these tests use stays here:
   network namespace, the one allowed exception (unique bridge name and subnet, removed
   afterwards).
 - ``conflist``: the chain both runtimes use here.
+- ``copy_plugins``: the plugin directory a runtime gets: each plugin file copied alone into
+  a fresh directory, as users install plugins (``cp``), never links into a build.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import ipaddress
 import json
 import os
 import resource
+import shutil
 import subprocess
 
 from conformance.runtimes.commands import (Unavailable, cleanup, ip_json, retry, run,
@@ -37,10 +40,24 @@ from tests.helpers import PLAIN_PATH
 # What tests/test_runtimes.py uses (``rt.<name>``): the moved machinery, re-exported, and ours.
 __all__ = ["APPLETS", "BUSYBOX", "Containerd", "PLAIN_PATH", "Podman", "PrivateMounts", "RUN_PRIVATE",
            "Unavailable", "VAR_LIB_PRIVATE", "bridge_ports", "cgroup_dirs", "cleanup", "conflist",
-           "drop_idle_tables", "firewall_lines", "firewall_mentions", "http_get", "httpd_command", "ip_json",
+           "copy_plugins", "drop_idle_tables", "firewall_lines", "firewall_mentions", "http_get", "httpd_command", "ip_json",
            "leases", "link_exists", "nc_get", "nft_tables", "pick_port", "pick_subnet", "remove_cgroups",
            "remove_tree", "retry", "rootfs_tar", "run", "short_id", "sysctl_read", "sysctl_write", "tool",
            "ulimits"]
+
+
+def copy_plugins(src: str, dest: str) -> str:
+    """Every plugin file of ``src`` copied one by one into the new directory ``dest`` (as
+    ``cp -L``: a link is followed, the copy is the file itself); returns ``dest``. The
+    runtimes then run plugins that stand alone, as after a user's ``cp`` into /opt/cni/bin."""
+    os.makedirs(dest)
+    for name in sorted(os.listdir(src)):
+        path = os.path.join(src, name)
+        if name.startswith(".") or not os.path.isfile(path):
+            continue
+        shutil.copyfile(path, os.path.join(dest, name))
+        os.chmod(os.path.join(dest, name), 0o755)
+    return dest
 
 
 def conflist(name: str, bridge: str, subnet: ipaddress.IPv4Network, data_dir: str, *,

@@ -30,6 +30,7 @@ import pytest
 
 from conformance.runtimes.cri_lane import LANE_TYPES, missing_tools
 from tests.helpers import ROOT
+from tests.runtime_env import copy_plugins
 
 pytestmark = pytest.mark.root
 
@@ -85,7 +86,9 @@ def lane_tools():
 def runs(our_bin, ref_bin, tmp_path_factory) -> dict[str, LaneRun]:
     """The lane for ours and for the reference, one after the other."""
     tmp = tmp_path_factory.mktemp("cri")
-    return {"ours": run_lane(tmp, our_bin), "reference": run_lane(tmp, ref_bin)}
+    # Ours as a user installs them: each plugin file copied alone into a fresh directory.
+    ours = copy_plugins(our_bin, str(tmp / "ours"))
+    return {"ours": run_lane(tmp, ours), "reference": run_lane(tmp, ref_bin)}
 
 
 def _assert_all_pass(run: LaneRun) -> None:
@@ -132,7 +135,8 @@ def _flawed_set(tmp_path, our_bin: str, plugin_type: str, flaw: str) -> str:
     d.mkdir()
     for t in LANE_TYPES:
         if os.path.exists(os.path.join(our_bin, t)) and t != plugin_type:
-            os.symlink(os.path.realpath(os.path.join(our_bin, t)), d / t)
+            shutil.copyfile(os.path.join(our_bin, t), d / t)  # each file alone, as a user copies it
+            os.chmod(d / t, 0o755)
     shutil.copy(FLAWED, d / plugin_type)
     (d / ".flaw.json").write_text(json.dumps({"real": os.path.join(our_bin, plugin_type), "flaw": flaw}))
     return str(d)

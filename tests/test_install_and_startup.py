@@ -73,3 +73,15 @@ def test_standard_library_plugins_stay_lean(src_bin, tmp_path, netns, plugin, ve
     assert imported, "no import trace"
     assert not imported & set(HEAVY), f"{plugin} {verb} imported {sorted(imported & set(HEAVY))}"
     assert not any(m.startswith("pyroute2") for m in imported)
+
+
+def test_install_copies_the_file_a_link_points_at(tmp_path):
+    """A plugin given as a link is installed as the file itself: every installed plugin
+    stands alone."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    (tmp_path / "real-bridge").write_text("#!/bin/sh\necho bridge\n")
+    os.symlink(tmp_path / "real-bridge", src / "bridge")
+    assert _install(src, dest).returncode == 0
+    assert not os.path.islink(dest / "bridge")
+    assert (dest / "bridge").read_text() == "#!/bin/sh\necho bridge\n"

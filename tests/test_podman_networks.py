@@ -48,6 +48,8 @@ def store(request):
         pytest.fail(f"{plugins} lacks {', '.join(absent)}: run `make bin`", pytrace=False)
     d = tempfile.mkdtemp(prefix="cnipy-pmnet-")
     try:
+        # Each plugin file copied alone, as a user installs them (never links into a build).
+        plugins = rt.copy_plugins(plugins, os.path.join(d, "cni-bin"))
         root = os.path.join(d, "podman")
         try:
             first = PodmanNode(root, plugins)

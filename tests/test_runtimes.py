@@ -50,12 +50,18 @@ def workdir():
 
 
 @pytest.fixture(scope="module")
-def podman(our_bin, workdir):
+def plugin_dir(our_bin, workdir) -> str:
+    """Our plugins as a user installs them: each file copied alone into a fresh directory."""
+    return rt.copy_plugins(our_bin, os.path.join(workdir, "cni-bin"))
+
+
+@pytest.fixture(scope="module")
+def podman(plugin_dir, workdir):
     """Private podman with the busybox image; skips when podman cannot run a container here
     at all (checked without any network, so without our plugins)."""
     need("podman", "runc", "conmon", "nsenter", "unshare")
     try:
-        pm = rt.Podman(os.path.join(workdir, "podman"), our_bin)
+        pm = rt.Podman(os.path.join(workdir, "podman"), plugin_dir)
     except rt.Unavailable as e:
         pytest.skip(f"podman: {e}")
     try:
@@ -199,7 +205,7 @@ def _ok(p: subprocess.CompletedProcess) -> str:
 # ---------------------------------------------------------------------------- containerd
 
 @pytest.fixture
-def containerd(our_bin, workdir, oci_archive):
+def containerd(plugin_dir, workdir, oci_archive):
     """A private containerd in a throwaway network namespace, with the busybox image."""
     need("containerd", "ctr", "containerd-shim-runc-v2", "runc", "nsenter", "unshare")
     ns = Netns("cnirt")
@@ -207,7 +213,7 @@ def containerd(our_bin, workdir, oci_archive):
     try:
         ns.run("ip", "link", "set", "lo", "up")
         try:
-            cd = rt.Containerd(root, our_bin, ns.name)
+            cd = rt.Containerd(root, plugin_dir, ns.name)
         except rt.Unavailable as e:
             pytest.skip(f"containerd: {e}")
         try:
@@ -228,13 +234,14 @@ def ctr_ip(cd, cid: str) -> str:
     return out.split(" inet ")[1].split("/")[0]
 
 
-def test_containerd_ctr_cni_end_to_end(our_bin, containerd):
+def test_containerd_ctr_cni_end_to_end(plugin_dir, containerd):
     cd, ns = containerd
     net = Net(cd.root)
     with open(os.path.join(cd.net_dir, f"10-{net.name}.conflist"), "w") as f:
         json.dump(rt.conflist(net.name, net.bridge, net.subnet, net.data_dir, loopback=True), f)
     # ctr finds plugins in /opt/cni/bin (and Debian's /usr/lib/cni): here, ours only.
-    assert cd.in_ns("ls", "/opt/cni/bin").split() == sorted(os.listdir(our_bin))
+    assert cd.in_ns("ls", "/opt/cni/bin").split() == sorted(os.listdir(plugin_dir))
+    assert cd.in_ns("find", "/opt/cni/bin", "-mindepth", "1", "-not", "-type", "f") == ""  # files, no links
     assert cd.in_ns("find", "/usr/lib/cni", "-mindepth", "1", check=False) == ""
 
     # ADD (ctr runs the conflist's chain bridge -> portmap -> loopback for each container).

@@ -9,7 +9,7 @@
 
 Implementations (``--impls``, default all three): ``ours`` = ``--ours`` (default
 dist/src-bin: the launchers that run the source), ``ours-bin`` = ``--ours-bin`` (default
-dist/bin: the self-contained PyInstaller binaries, one executable or symlink per plugin
+dist/bin: the self-contained binaries, one file per plugin
 type; "not built" while missing, or while dist/bin still holds launchers), ``ref`` =
 ``--ref`` (the reference plugins, /usr/lib/cni). The scale run compares two: the first of
 ours, ours-bin asked for (and built) runs as its "ours".
@@ -59,7 +59,7 @@ from conformance.bench.proc import RssMeter, cleanup, cleanup_uninterrupted, del
 from plugins import names as plugin_names
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DIST_BIN = os.path.join(ROOT, "dist", "bin")  # `make bin`: the PyInstaller binaries (earlier: the launchers)
+DIST_BIN = os.path.join(ROOT, "dist", "bin")  # `make bin`: the standalone binaries (earlier: the launchers)
 DIST_SRC_BIN = os.path.join(ROOT, "dist", "src-bin")  # `make bin`: launchers running the source
 LABELS = ("ours", "ours-bin", "ref")
 QUICK = ("host-local", "loopback", "bridge", "macvlan", "tuning", "bandwidth", "firewall", "static", "chain")
@@ -83,7 +83,7 @@ def _holds_launchers(d: str) -> bool:
 
 def resolve_dirs(opts: argparse.Namespace) -> None:
     """Defaults of --ours and --ours-bin for the layout at hand: `make bin` puts the
-    launchers in dist/src-bin and the PyInstaller binaries in dist/bin (before issue #6,
+    launchers in dist/src-bin and the standalone binaries in dist/bin (before issue #6,
     dist/bin held the launchers). A default dist/bin holding launchers is not the binaries:
     ours-bin is then "not built" (``opts.launchers_only``)."""
     opts.launchers_only = set()
