@@ -23,7 +23,8 @@ releases the other's leases on DEL. Differences:
   the name exists instead of replacing it, then the temporary name is removed. A process
   killed at any point leaves either no lease or a complete one (the reference creates the
   file, then writes it: killed in between, it leaves an empty lease its DEL never frees);
-  a temporary file left by a crash holds no address and is removed by the next ADD or GC;
+  a temporary file left by a crash holds no address and is removed by the next ADD, DEL
+  or GC;
 * lease files are read whole (the reference's ``os.ReadFile``), up to MAX_LEASE_BYTES.
 """
 

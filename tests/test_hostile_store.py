@@ -356,6 +356,17 @@ def test_a_writer_killed_mid_lease_leaves_no_lease(tmp_path):
     assert [n for n in store_entries(data) if n.startswith(".")] == []
 
 
+def test_del_collects_what_a_killed_writer_left(tmp_path):
+    """The DEL a runtime sends after a killed ADD removes the writer's temporary file: it
+    may be the last call on the network (the harness's F28-del-after-killed-add)."""
+    data = tmp_path / "data"
+    conf = make_conf(data, DUAL)
+    crashed_add(conf, "dead")
+    assert ".lease.tmp" in store_entries(data), store_entries(data)
+    ok(call("DEL", conf, cid="dead"))
+    assert [n for n in store_entries(data) if n.startswith(".")] == []
+
+
 def test_gc_collects_what_a_killed_writer_left(tmp_path):
     data = tmp_path / "data"
     conf = make_conf(data, DUAL)

@@ -154,6 +154,9 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
             leases = store.leases()
         except OSError as e:
             raise _io_error(f"cannot list the lease store {store.path}", e) from None
+        # A lease a killed ADD was writing (never visible as one): the DEL that follows a
+        # killed ADD is the runtime's cleanup, and may be the last call on this network.
+        store.collect_temp()
         _remove_all(store, _mine(leases, cmd.container_id, cmd.ifname))
 
 
