@@ -141,13 +141,13 @@ def _bootstrap() -> list[tuple[str, bytes, int]]:
                                     ("zipimport", "zipimport", "zipimport.py"))]
 
 
-def _boot(plugin: str, has_pyroute2: bool) -> bytes:
+def _boot(plugin: str) -> bytes:
     with open(BOOT) as f:
         text = f.read()
-    for old, new in (('PLUGIN = ""', f"PLUGIN = {plugin!r}"), ("PYROUTE2 = False", f"PYROUTE2 = {has_pyroute2}")):
-        if text.count(old) != 1:
-            sys.exit(f"{BOOT}: the line {old!r} is missing")
-        text = text.replace(old, new, 1)
+    old = 'PLUGIN = ""'
+    if text.count(old) != 1:
+        sys.exit(f"{BOOT}: the line {old!r} is missing")
+    text = text.replace(old, f"PLUGIN = {plugin!r}", 1)
     return _compile(text.encode(), "__cnipy_main__.py")
 
 
@@ -155,7 +155,7 @@ def _payload(plugin: str, found: modules.ModuleSet, build_id: bytes) -> bytes:
     mods = _bootstrap()
     mods += [(name, _code(name, path, pkg), payload.PACKAGE if pkg else 0)
              for name, (path, pkg) in sorted(found.python.items()) if name != "zipimport"]
-    mods.append(("__cnipy_main__", _boot(plugin, any(n.startswith("pyroute2.") for n in found.python)), 0))
+    mods.append(("__cnipy_main__", _boot(plugin), 0))
     return payload.build(mods, build_id, plugin)
 
 

@@ -90,31 +90,40 @@ def _stand_in(name: str, path: str, attrs: dict, init: str = ""):
     return mod
 
 
+_FROZEN_ROOT = "<frozen>/pyroute2"
+
+
 def _pyroute2_dir() -> tuple[str, str]:
-    """pyroute2's package directory and its ``__init__`` file: ``__init__.py`` from a
-    normal install, ``__init__.pyc`` in the frozen build (modules collected as bytecode)."""
+    """pyroute2's package directory and its ``__init__`` file: from a normal install, or
+    a ``<frozen>/pyroute2`` pseudo-path when the package is frozen into the executable
+    (the standalone build: no file to find, its modules are served from memory)."""
+    import _imp
+
+    if _imp.is_frozen("pyroute2"):
+        return _FROZEN_ROOT, _FROZEN_ROOT + "/__init__.py"
     import posix
 
     for entry in sys.path:
         d = (entry or ".") + "/pyroute2"
-        for init in ("/__init__.py", "/__init__.pyc"):
-            try:
-                posix.stat(d + init)
-            except OSError:
-                continue
-            return d, d + init
+        try:
+            posix.stat(d + "/__init__.py")
+        except OSError:
+            continue
+        return d, d + "/__init__.py"
     raise ImportError("pyroute2 is not installed (it is a dependency of cni-py)")
 
 
 def _package_code(path: str):
-    """The code object of a package ``__init__`` at ``path`` (source or bytecode)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if path.endswith(".pyc"):
-        import marshal
+    """The code object of a package ``__init__`` at ``path``: the frozen module's code for
+    a ``<frozen>/pyroute2/...`` path, else compiled from the source file."""
+    if path.startswith(_FROZEN_ROOT):
+        import _imp
 
-        return marshal.loads(data[16:])  # PEP 552 header: magic, flags, two words
-    return compile(data, path, "exec")
+        # "<frozen>/pyroute2/config/__init__.py" -> "pyroute2.config"
+        rel = path[len(_FROZEN_ROOT):].rsplit("/", 1)[0]
+        return _imp.get_frozen_object("pyroute2" + rel.replace("/", "."))
+    with open(path, "rb") as f:
+        return compile(f.read(), path, "exec")
 
 
 class _LazyLogger:
@@ -193,7 +202,7 @@ def load() -> dict:
             # the data-plugin lists, empty unless a user configured them).
             cfg = _stand_in("pyroute2.config", root + "/config", {
                 "AF_BRIDGE": 7, "AF_NETLINK": AF_NETLINK, "data_plugins_pkgs": [], "data_plugins_path": [],
-            }, root + "/config/__init__" + init[init.rindex("."):])
+            })
             sys.modules["pyroute2.config"] = cfg
             sys.modules["pyroute2"].__dict__["config"] = cfg
     placed = {}
