@@ -17,7 +17,8 @@ time (so a reused PID is not taken for the run). What it makes carries its tag:
 leftovers of every registered run whose owner is gone. Runs whose owner lives (another
 harness running in parallel) are never touched. ``finish()`` sweeps the run's own
 leftovers whatever its teardown missed (a namespace made between a signal and the code that
-would have recorded it) and unregisters it.
+would have recorded it), unregisters it, and sweeps again: a run it started and killed on
+its way out (``subprocess.run`` SIGKILLs its child when interrupted) is dead by then.
 
 Inside a namespace: the processes whose network namespace it is (a plugin hung in ADD, a
 daemon parked in it) are killed before it is deleted, since a namespace lives on while a
@@ -219,12 +220,17 @@ def threading_main() -> bool:
 
 
 def finish() -> None:
-    """Remove whatever of this run is still on the machine, then its record."""
+    """Remove whatever of this run is still on the machine, then its record; then sweep the
+    runs that died meanwhile. Those include the runs this one started and killed on its way
+    out: ``subprocess.run`` interrupted by the signal SIGKILLs its child (a harness the test
+    session runs with a stripped environment, say), which then cannot clean up itself."""
     global _current
     run, _current = _current, None
     if run is None:
         return
     _remove(run)
+    if run.recorded:
+        sweep()
 
 
 def _owner(run_dir: str) -> dict | None:

@@ -200,26 +200,41 @@ def test_bench_stopped_leaves_nothing(sig, tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_test_session_stopped(sig, tmp_path):
     """The project's own test session (``make test``): SIGTERM ends it as Ctrl-C does, its
-    fixtures delete what they made and the session removes the rest; after a SIGKILL, the
-    next session (this one's next run stands in: a sweep, as every run's start does) does."""
+    fixtures delete what they made and the session removes the rest, including what a run
+    it started and killed on its way out left (``subprocess.run`` SIGKILLs its child on the
+    interrupt); after a SIGKILL of the whole process group, the next session (this one's
+    next run stands in: a sweep, as every run's start does) removes both runs' leftovers."""
     marker = f"cnipy-hang-{uuid.uuid4().hex[:8]}"
     # A nested tag: this session's leak check sees the inner session's namespaces.
     tag = f"{os.environ[runs.TAG_ENV]}s{uuid.uuid4().hex[:3]}"
-    env = dict(os.environ, CNIPY_HANG_MARKER=marker, **{runs.TAG_ENV: tag})
+    child_tag_file = tmp_path / "child-tag"
+    env = dict(os.environ, CNIPY_HANG_MARKER=marker, CNIPY_CHILD_TAG_FILE=str(child_tag_file),
+               **{runs.TAG_ENV: tag})
     p = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           "tests/interrupt_target.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, start_new_session=True)
+    child = ""
     try:
-        _wait(lambda: _marked(marker) and runs.namespaces_of(tag), 60, "the inner session's namespace and process")
+        _wait(lambda: _marked(marker) and runs.namespaces_of(tag) and child_tag_file.exists(), 60,
+              "the inner session's namespace and process, and its child run")
+        child = child_tag_file.read_text()
+        assert runs.namespaces_of(child)
         assert os.path.isdir(os.path.join(runs.RUNS_DIR, tag))
-        os.kill(p.pid, sig)
+        if sig == signal.SIGKILL:
+            os.killpg(p.pid, sig)
+        else:
+            os.kill(p.pid, sig)
         out, _ = p.communicate(timeout=60)
         if sig == signal.SIGKILL:
-            assert runs.namespaces_of(tag) and _marked(marker)  # left behind ...
-            assert tag in runs.sweep()  # ... until a run starts
+            assert runs.namespaces_of(tag) and runs.namespaces_of(child) and _marked(marker)  # left behind ...
+            assert {tag, child} <= set(runs.sweep())  # ... until a run starts
         gone = {"namespaces": runs.namespaces_of(tag), "record": os.path.isdir(os.path.join(runs.RUNS_DIR, tag)),
-                "processes": _marked(marker)}
-        assert gone == {"namespaces": [], "record": False, "processes": []}, out.decode(errors="replace")[-2000:]
+                "processes": _marked(marker), "child namespaces": runs.namespaces_of(child),
+                "child record": os.path.isdir(os.path.join(runs.RUNS_DIR, child))}
+        assert gone == {"namespaces": [], "record": False, "processes": [], "child namespaces": [],
+                        "child record": False}, out.decode(errors="replace")[-2000:]
     finally:
         _stop(p)
         _sweep_by_hand(tag, marker)
+        if child:
+            runs._remove(runs.Run(child, "test-cleanup"))
