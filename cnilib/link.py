@@ -11,6 +11,7 @@ from __future__ import annotations
 from cnilib import nl
 from cnilib.ip import IP, Net, parse_ip
 from cnilib.rawaddr import Addr  # one address type for both readers (rawaddr: no pyroute2)
+from cnilib.rawlink import delete  # noqa: F401 - one DELLINK for both (packed by hand)
 
 AF_UNSPEC = 0
 AF_INET = 2
@@ -392,17 +393,6 @@ def set_bridge_port(sock: nl.Socket, index: int, *, hairpin: bool | None = None,
                     alias: str | None = None, up: bool | None = None) -> None:
     sock.request(bridge_port_request(index, hairpin=hairpin, isolated=isolated, alias=alias, up=up),
                  nl.RTM_NEWLINK)
-
-
-def delete(sock: nl.Socket, index: int) -> bool:
-    """Delete link ``index``; False if it was already gone."""
-    try:
-        sock.request(_ifinfo(index), nl.RTM_DELLINK)
-    except nl.NetlinkError as e:
-        if e.errno in (ENODEV, ENOENT):
-            return False
-        raise
-    return True
 
 
 # -- bridge VLANs (RTM_SETLINK/RTM_DELLINK with family AF_BRIDGE) ------------------------
