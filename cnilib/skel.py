@@ -86,6 +86,21 @@ class Plugin:
         self.versions = versions
 
 
+def verb(package: str, target: str):
+    """The verb ``module:function`` of plugin package ``package`` (its ``__package__``),
+    imported only when it runs: a verb's imports cost nothing to the other verbs'
+    start-up. build/modules.py carries every module of a plugin's folder, so the string
+    needs no import the static analysis could follow."""
+    module, _, function = target.partition(":")
+
+    def run_verb(cmd: CmdArgs):
+        # __import__, not importlib.import_module: importlib's package would be one more import.
+        return getattr(__import__(f"{package}.{module}", fromlist=[function]), function)(cmd)
+
+    run_verb.__qualname__ = run_verb.__name__ = f"{module}.{function}"
+    return run_verb
+
+
 def valid_ifname(name: str) -> str:
     """Return "" if ``name`` is a usable interface name, else the reason: libcni's rules
     (the kernel's dev_valid_name) plus no ``%``, which the kernel expands as a name

@@ -20,11 +20,12 @@ MAIN = '''"""echo: a throwaway chained plugin (tests/test_plugin_registry.py).""
 from cnilib import skel
 
 
-def cmd_add(cmd):
-    return cmd.conf.prev_result()
+def cmd_check(cmd):
+    cmd.conf.prev_result()
 
 
-PLUGIN = skel.Plugin("echo", "chained", add=cmd_add)
+# ADD as a verb of its own module (echo/add.py), imported when it runs; CHECK a plain function.
+PLUGIN = skel.Plugin("echo", "chained", add=skel.verb(__package__, "add:add"), check=cmd_check)
 
 
 def main() -> None:
@@ -43,6 +44,8 @@ def tree(tmp_path_factory) -> str:
     open(os.path.join(root, "plugins", "echo", "__init__.py"), "w").close()
     with open(os.path.join(root, "plugins", "echo", "main.py"), "w") as f:
         f.write(MAIN)
+    with open(os.path.join(root, "plugins", "echo", "add.py"), "w") as f:
+        f.write("def add(cmd):\n    return cmd.conf.prev_result()\n")
     return root
 
 

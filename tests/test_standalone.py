@@ -319,12 +319,8 @@ def test_the_dhcp_file_also_runs_the_daemon(files, tmp_path):
 
 ECHO = '''from cnilib import skel
 
-
-def cmd_add(cmd):
-    return cmd.conf.prev_result()
-
-
-PLUGIN = skel.Plugin("echo", "chained", add=cmd_add)
+# The verb lives in echo/add.py, imported when it runs: the file must carry it anyway.
+PLUGIN = skel.Plugin("echo", "chained", add=skel.verb(__package__, "add:add"))
 
 
 def main() -> None:
@@ -343,6 +339,7 @@ def test_a_new_plugin_folder_gets_its_own_file(tmp_path):
     (tree / "plugins" / "echo").mkdir()
     (tree / "plugins" / "echo" / "__init__.py").write_text("")
     (tree / "plugins" / "echo" / "main.py").write_text(ECHO)
+    (tree / "plugins" / "echo" / "add.py").write_text("def add(cmd):\n    return cmd.conf.prev_result()\n")
     out = tmp_path / "out"
     p = subprocess.run([sys.executable, str(tree / "build" / "standalone.py"), str(out), "echo"], capture_output=True,
                        text=True, timeout=600)

@@ -19,30 +19,6 @@ from __future__ import annotations
 from cnilib import skel
 
 
-def cmd_add(cmd: skel.CmdArgs):
-    from .add import add
-
-    return add(cmd)
-
-
-def cmd_del(cmd: skel.CmdArgs) -> None:
-    from .delete import delete
-
-    delete(cmd)
-
-
-def cmd_check(cmd: skel.CmdArgs) -> None:
-    from .check import check
-
-    check(cmd)
-
-
-def cmd_gc(cmd: skel.CmdArgs) -> None:
-    from .delete import gc
-
-    gc(cmd)
-
-
 def cmd_status(cmd: skel.CmdArgs) -> None:
     """Ready when the packet scheduler's clock (/proc/net/psched) can be read: every ADD
     computes its buckets from it. Code 50 otherwise."""
@@ -56,7 +32,9 @@ def cmd_status(cmd: skel.CmdArgs) -> None:
         raise CNIError(NOT_AVAILABLE, f"cannot read the packet scheduler's clock from {PSCHED}: {e}") from None
 
 
-PLUGIN = skel.Plugin("bandwidth", "chained", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc,
+PLUGIN = skel.Plugin("bandwidth", "chained",
+                     add=skel.verb(__package__, "add:add"), delete=skel.verb(__package__, "delete:delete"),
+                     check=skel.verb(__package__, "check:check"), gc=skel.verb(__package__, "delete:gc"),
                      status=cmd_status)
 
 

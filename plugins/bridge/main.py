@@ -15,30 +15,6 @@ from __future__ import annotations
 from cnilib import skel
 
 
-def cmd_add(cmd: skel.CmdArgs):
-    from .add import cmd_add as add
-
-    return add(cmd)
-
-
-def cmd_del(cmd: skel.CmdArgs) -> None:
-    from .delete import cmd_del as delete
-
-    delete(cmd)
-
-
-def cmd_check(cmd: skel.CmdArgs) -> None:
-    from .check import cmd_check as check
-
-    check(cmd)
-
-
-def cmd_gc(cmd: skel.CmdArgs) -> None:
-    from .delete import cmd_gc as gc
-
-    gc(cmd)
-
-
 def cmd_status(cmd: skel.CmdArgs) -> None:
     """Ready when the IPAM plugin is (L3), the firewall backend is available (ipMasq) and
     nft is installed (macspoofchk); else the first problem, code 50."""
@@ -59,7 +35,10 @@ def cmd_status(cmd: skel.CmdArgs) -> None:
         firewall.spoof_check()  # code 50 when nft is missing
 
 
-PLUGIN = skel.Plugin("bridge", "interface", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status)
+PLUGIN = skel.Plugin("bridge", "interface",
+                     add=skel.verb(__package__, "add:cmd_add"), delete=skel.verb(__package__, "delete:cmd_del"),
+                     check=skel.verb(__package__, "check:cmd_check"), gc=skel.verb(__package__, "delete:cmd_gc"),
+                     status=cmd_status)
 
 
 def main() -> None:

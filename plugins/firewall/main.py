@@ -19,30 +19,6 @@ from __future__ import annotations
 from cnilib import skel
 
 
-def cmd_add(cmd: skel.CmdArgs):
-    from .add import add
-
-    return add(cmd)
-
-
-def cmd_del(cmd: skel.CmdArgs) -> None:
-    from .delete import delete
-
-    delete(cmd)
-
-
-def cmd_check(cmd: skel.CmdArgs) -> None:
-    from .check import check
-
-    check(cmd)
-
-
-def cmd_gc(cmd: skel.CmdArgs) -> None:
-    from .delete import gc
-
-    gc(cmd)
-
-
 def cmd_status(cmd: skel.CmdArgs) -> None:
     """Ready when the configured (or automatic) backend works here (probed: firewalld must
     answer on the bus, be RUNNING and have the zone); code 50 for an unusable backend."""
@@ -51,7 +27,9 @@ def cmd_status(cmd: skel.CmdArgs) -> None:
     config.backend(config.load(cmd, strict=False), probe=True)
 
 
-PLUGIN = skel.Plugin("firewall", "chained", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc,
+PLUGIN = skel.Plugin("firewall", "chained",
+                     add=skel.verb(__package__, "add:add"), delete=skel.verb(__package__, "delete:delete"),
+                     check=skel.verb(__package__, "check:check"), gc=skel.verb(__package__, "delete:gc"),
                      status=cmd_status)
 
 

@@ -14,38 +14,10 @@ from __future__ import annotations
 from cnilib import skel
 
 
-def cmd_add(cmd: skel.CmdArgs):
-    from .add import add
-
-    return add(cmd)
-
-
-def cmd_del(cmd: skel.CmdArgs) -> None:
-    from .delete import delete
-
-    delete(cmd)
-
-
-def cmd_check(cmd: skel.CmdArgs) -> None:
-    from .check import check
-
-    check(cmd)
-
-
-def cmd_gc(cmd: skel.CmdArgs) -> None:
-    from .delete import gc
-
-    gc(cmd)
-
-
-def cmd_status(cmd: skel.CmdArgs) -> None:
-    from .status import status
-
-    status(cmd)
-
-
-PLUGIN = skel.Plugin("macvlan", "interface", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc,
-                     status=cmd_status)
+PLUGIN = skel.Plugin("macvlan", "interface",
+                     add=skel.verb(__package__, "add:add"), delete=skel.verb(__package__, "delete:delete"),
+                     check=skel.verb(__package__, "check:check"), gc=skel.verb(__package__, "delete:gc"),
+                     status=skel.verb(__package__, "status:status"))
 
 
 def main() -> None:

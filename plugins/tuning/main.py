@@ -15,30 +15,6 @@ from __future__ import annotations
 from cnilib import skel
 
 
-def cmd_add(cmd: skel.CmdArgs):
-    from .add import add
-
-    return add(cmd)
-
-
-def cmd_del(cmd: skel.CmdArgs) -> None:
-    from .delete import delete
-
-    delete(cmd)
-
-
-def cmd_check(cmd: skel.CmdArgs) -> None:
-    from .check import check
-
-    check(cmd)
-
-
-def cmd_gc(cmd: skel.CmdArgs) -> None:
-    from .delete import gc
-
-    gc(cmd)
-
-
 def cmd_status(cmd: skel.CmdArgs) -> None:
     """Ready unless the sysctl allowlist exists and cannot be used (code 50): every ADD
     with a sysctl would then fail."""
@@ -52,7 +28,9 @@ def cmd_status(cmd: skel.CmdArgs) -> None:
         raise CNIError(NOT_AVAILABLE, e.msg) from None
 
 
-PLUGIN = skel.Plugin("tuning", "chained", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc,
+PLUGIN = skel.Plugin("tuning", "chained",
+                     add=skel.verb(__package__, "add:add"), delete=skel.verb(__package__, "delete:delete"),
+                     check=skel.verb(__package__, "check:check"), gc=skel.verb(__package__, "delete:gc"),
                      status=cmd_status)
 
 
