@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import posix  # not os: with the launchers' -S, importing os costs ~1.5 ms per call
 
+from cnilib import dirs
 from cnilib.errors import IO_FAILURE, CNIError, invalid_config
 from cnilib.ip import IP, parse_ip
 from cnilib.lock import LOCK_NAME, FileLock, check_regular
@@ -125,23 +126,6 @@ def check_network_name(network: object) -> str:
     return network
 
 
-def _mkdir_p(path: str) -> None:
-    """``mkdir -p`` with DIR_MODE (what os.makedirs does, without importing os)."""
-    try:
-        posix.mkdir(path, DIR_MODE)
-    except FileExistsError:
-        return  # a non-directory here fails the O_DIRECTORY open that follows
-    except FileNotFoundError:
-        parent = path.rstrip("/").rpartition("/")[0]
-        if not parent or parent == path:
-            raise
-        _mkdir_p(parent)
-        try:
-            posix.mkdir(path, DIR_MODE)
-        except FileExistsError:
-            pass  # made concurrently by another plugin call
-
-
 class Store:
     """``<dataDir>/<network>/`` opened as a directory fd, with its lock file.
 
@@ -168,17 +152,12 @@ class Store:
         """
         network = check_network_name(network)
         path = data_dir + network if data_dir.endswith("/") else f"{data_dir}/{network}"
-        flags = posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC | posix.O_NONBLOCK
         try:
-            try:
-                dfd = posix.open(path, flags)
-            except FileNotFoundError:
-                if not create:
-                    return None
-                _mkdir_p(path)
-                dfd = posix.open(path, flags)
+            dfd = dirs.open_dir(path, create=create, mode=DIR_MODE)
         except OSError as e:
             raise CNIError(IO_FAILURE, f"cannot open the lease store {path}: {e.strerror or e}") from None
+        if dfd is None:
+            return None
         lock_path = f"{path}/{LOCK_NAME}"
         try:
             lock = FileLock(LOCK_NAME, dir_fd=dfd, path=lock_path)

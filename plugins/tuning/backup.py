@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import posix
 
-from cnilib import gokeys, jsonio
+from cnilib import dirs, gokeys, jsonio
 from cnilib.errors import IO_FAILURE, CNIError
 
 FILE_MODE = 0o600
@@ -31,7 +31,6 @@ MAX_BYTES = 1 << 20
 NAME_MAX = 255
 HASH_PREFIX = "cnipy-"
 _S_IFMT, _S_IFREG = 0o170000, 0o100000
-_DIR = posix.O_RDONLY | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC | posix.O_NONBLOCK
 _READ = posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC | posix.O_NONBLOCK
 _CREATE = posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC | posix.O_NONBLOCK
 FIELDS = gokeys.Struct("mac", "promisc", "mtu", "allmulti", "txQLen", "sysctl", "network", "containerID", "ifname")
@@ -115,22 +114,6 @@ def file_name(container_id: str, ifname: str) -> str:
     return HASH_PREFIX + sha256_hex(f"{container_id}\n{ifname}") + ".json"
 
 
-def _mkdir_p(path: str) -> None:
-    try:
-        posix.mkdir(path, DIR_MODE)
-    except FileExistsError:
-        return
-    except FileNotFoundError:
-        parent = path.rstrip("/").rpartition("/")[0]
-        if not parent or parent == path:
-            raise
-        _mkdir_p(parent)
-        try:
-            posix.mkdir(path, DIR_MODE)
-        except FileExistsError:
-            pass
-
-
 class Store:
     """``dataDir`` opened as a directory fd (close it with ``close``)."""
 
@@ -146,16 +129,10 @@ class Store:
         exist and ``create`` is False. Code 5 naming the path when it cannot be opened
         (a symlink or something else than a directory among the reasons)."""
         try:
-            try:
-                dfd = posix.open(path, _DIR)
-            except FileNotFoundError:
-                if not create:
-                    return None
-                _mkdir_p(path)
-                dfd = posix.open(path, _DIR)
+            dfd = dirs.open_dir(path, create=create, mode=DIR_MODE, nofollow=True)
         except OSError as e:
             raise CNIError(IO_FAILURE, f"cannot open the tuning data directory {path}: {e.strerror or e}") from None
-        return cls(path, dfd)
+        return None if dfd is None else cls(path, dfd)
 
     def close(self) -> None:
         if self.dfd >= 0:

@@ -41,9 +41,9 @@ from cnilib.errors import NOT_FOUND, CNIError
 from cnilib.firewall import tools
 from cnilib.firewall.base import Forward, Lock
 from cnilib.firewall.forward import ForwardSpec
-from cnilib.firewall.iptables.listing import Table, split
+from cnilib.firewall.iptables.listing import Table, canonical, split
 from cnilib.firewall.iptables.runner import CMD, LOCK_NAME, TOOLS, WAIT_SECONDS, Iptables, filter_batch
-from cnilib.ip import IP, parse_cidr
+from cnilib.ip import IP
 from cnilib.owner import Owner, gc_doomed, kept_tags, network_part
 
 TYPE_CHECKING = False
@@ -130,18 +130,6 @@ def isolation_lines(bridge: str, policy: str) -> dict[str, list[str]]:
 
 def returns() -> dict[str, str]:
     return {c: f"-A {c} {_c(ISOLATION_COMMENT)} -j RETURN" for c in (STAGE1, STAGE2)}
-
-
-def canonical(tokens: list[str]) -> tuple[str, ...]:
-    """Tokens with addresses after -s/-d in our text form, for comparing rules."""
-    out = list(tokens)
-    for i in range(len(out) - 1):
-        if out[i] in ("-s", "-d"):
-            try:
-                out[i + 1] = str(parse_cidr(out[i + 1]).masked())
-            except ValueError:
-                pass
-    return tuple(out)
 
 
 def _have(table: Table) -> set[tuple[str, ...]]:

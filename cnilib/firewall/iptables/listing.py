@@ -7,6 +7,20 @@ feature's business.
 
 from __future__ import annotations
 
+from cnilib.ip import parse_cidr
+
+
+def canonical(tokens: list[str]) -> tuple[str, ...]:
+    """Tokens with addresses after -s/-d in our text form, for comparing rules."""
+    out = list(tokens)
+    for i in range(len(out) - 1):
+        if out[i] in ("-s", "-d"):
+            try:
+                out[i + 1] = str(parse_cidr(out[i + 1]).masked())
+            except ValueError:
+                pass
+    return tuple(out)
+
 
 def split(line: str) -> list[str]:
     """Tokens of one iptables-save line (double quotes group, backslash escapes)."""

@@ -28,10 +28,9 @@ from __future__ import annotations
 
 from cnilib.errors import NOT_FOUND, CNIError
 from cnilib.firewall.base import Lock, Masquerade
-from cnilib.firewall.iptables.listing import Rule, Table, split
+from cnilib.firewall.iptables.listing import Rule, Table, canonical, split
 from cnilib.firewall.iptables.runner import LOCK_NAME, Iptables, nat_batch
 from cnilib.firewall.rules import MasqRule, normalize
-from cnilib.ip import parse_cidr
 from cnilib.owner import Owner, gc_doomed, is_owner_chain, kept_tags, network_part
 
 HOOK_CHAIN = "POSTROUTING"
@@ -51,18 +50,6 @@ def owner_lines(owner: Owner, rules: list[MasqRule]) -> list[str]:
     for r in rules:
         lines.append(f'-A {HOOK_CHAIN} -s {_host(r)} -m comment --comment "{tag}" -j {c}')
     return lines
-
-
-def _canonical(tokens: list[str]) -> tuple[str, ...]:
-    """Tokens with addresses after -s/-d in our text form, for comparing rules."""
-    out = list(tokens)
-    for i in range(len(out) - 1):
-        if out[i] in ("-s", "-d"):
-            try:
-                out[i + 1] = str(parse_cidr(out[i + 1]).masked())
-            except ValueError:
-                pass
-    return tuple(out)
 
 
 def _owned(table: Table, chain: str) -> list[Rule]:
@@ -115,8 +102,8 @@ def plan_gc(network: str, keep: set[tuple[str, str]], table: Table) -> str | Non
 
 def check_problems(owner: Owner, rules: list[MasqRule], table: Table) -> list[str]:
     """What is missing for ``rules`` (one family) of ``owner``; empty when all is there."""
-    have = {_canonical(r.tokens) for r in _owned(table, owner.chain)}
-    return [f"missing: {line}" for line in owner_lines(owner, rules) if _canonical(split(line)) not in have]
+    have = {canonical(r.tokens) for r in _owned(table, owner.chain)}
+    return [f"missing: {line}" for line in owner_lines(owner, rules) if canonical(split(line)) not in have]
 
 
 class IptablesMasquerade(Masquerade):
