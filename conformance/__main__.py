@@ -32,6 +32,7 @@ def suites() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from conformance.kernel import PROBES
     ap = argparse.ArgumentParser(prog="python -m conformance", description="CNI plugin conformance checks")
     ap.add_argument("--cni-path", required=True, help="directory of the plugin binaries under test")
     ap.add_argument("--plugins", default="", help="comma-separated plugin types (default: every known type in DIR)")
@@ -50,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
                     "see conformance/given.py): every applicable check runs on a plugin it has no profile for")
     ap.add_argument("--kind", default="", choices=["", "interface", "ipam", "chained", "meta", "loopback"],
                     help="the kind of --config's plugin when the harness cannot tell (meta = chained)")
+    ap.add_argument("--single-attachment", default="", metavar="REASON",
+                    help="--config serves one attachment at a time (e.g. 'one device per config'): the checks "
+                    "that hold several attachments of it at once are not applicable, with REASON")
+    ap.add_argument("--needs-kernel", default="", choices=["", *PROBES], metavar="FEATURE",
+                    help=f"--config's plugins need this kernel feature ({', '.join(PROBES)}): on a kernel "
+                    "without it, the checks that need a working config are not applicable, with the kernel's reason")
     ap.add_argument("-k", default="", help="only checks matching this pytest expression")
     ap.add_argument("-q", action="store_true", help="quieter output")
     opts = ap.parse_args(argv)
@@ -88,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         args += ["--cni-config", os.path.abspath(opts.config)]
     if opts.kind:
         args += ["--cni-kind", opts.kind]
+    if opts.single_attachment:
+        args += ["--cni-single-attachment", opts.single_attachment]
+    if opts.needs_kernel:
+        args += ["--cni-needs-kernel", opts.needs_kernel]
     if opts.k:
         args += ["-k", opts.k]
     if opts.q:

@@ -34,6 +34,7 @@ import re
 from collections.abc import Callable
 
 from conformance import profiles as p
+from conformance.kernel import PROBES
 
 KINDS = {"interface": p.INTERFACE, "ipam": p.IPAM, "chained": p.CHAINED, "meta": p.CHAINED,
          "loopback": p.LOOPBACK}
@@ -126,9 +127,12 @@ def _infer(plugin_type: str, template: dict, position: int) -> str | None:
     return None
 
 
-def load(path: str, kind: str = "") -> dict[str, p.Profile]:
+def load(path: str, kind: str = "", *, single_attachment: str = "", needs_kernel: str = "") -> dict[str, p.Profile]:
     """Profiles by plugin type from the config file at ``path`` (every plugin of a list);
-    ``kind`` (a key of KINDS) applies to a single plugin config, or to a list of one."""
+    ``kind`` (a key of KINDS) applies to a single plugin config, or to a list of one.
+    ``single_attachment`` (why the config serves one attachment at a time) and
+    ``needs_kernel`` (a kernel feature, a key of conformance.kernel.PROBES) apply to every
+    plugin of the file: what a host-device or vrf config cannot say about itself."""
     try:
         with open(path) as f:
             doc = json.load(f)
@@ -143,6 +147,8 @@ def load(path: str, kind: str = "") -> dict[str, p.Profile]:
         raise ConfigError(f"--kind {kind!r}: one of {', '.join(KINDS)}")
     if kind and len(entries) > 1:
         raise ConfigError(f"{path}: --kind applies to one plugin, the list has {len(entries)}")
+    if needs_kernel and needs_kernel not in PROBES:
+        raise ConfigError(f"--needs-kernel {needs_kernel!r}: one of {', '.join(PROBES)}")
     out: dict[str, p.Profile] = {}
     for i, entry in enumerate(entries):
         t = entry.get("type")
@@ -152,5 +158,8 @@ def load(path: str, kind: str = "") -> dict[str, p.Profile]:
         if k is None:
             raise ConfigError(f"{path}: cannot tell what kind of plugin {t!r} is; pass --kind "
                               f"({'|'.join(KINDS)})")
-        out[t] = profile(t, k, entry, path)
+        prof = profile(t, k, entry, path)
+        prof.single_attachment = single_attachment or prof.single_attachment
+        prof.link_kind = needs_kernel or prof.link_kind
+        out[t] = prof
     return out

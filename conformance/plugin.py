@@ -66,6 +66,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--cni-config", default="", help="a network config (or list) for the plugins under test, with "
                 "placeholders (conformance/given.py); replaces the built-in profiles of its types")
     g.addoption("--cni-kind", default="", help="interface|ipam|chained|meta|loopback, for --cni-config's plugin")
+    g.addoption("--cni-single-attachment", default="", help="why --cni-config serves one attachment at a time")
+    g.addoption("--cni-needs-kernel", default="", help="the kernel feature --cni-config's plugins need "
+                "(a key of conformance.kernel.PROBES)")
 
 
 def _selected(config: pytest.Config) -> list[PluginUnderTest]:
@@ -76,7 +79,9 @@ def _selected(config: pytest.Config) -> list[PluginUnderTest]:
         from conformance import given as given_mod
 
         try:
-            given = given_mod.load(config.getoption("--cni-config"), config.getoption("--cni-kind"))
+            given = given_mod.load(config.getoption("--cni-config"), config.getoption("--cni-kind"),
+                                   single_attachment=config.getoption("--cni-single-attachment"),
+                                   needs_kernel=config.getoption("--cni-needs-kernel"))
         except given_mod.ConfigError as e:
             raise pytest.UsageError(str(e)) from None
         # The config's plugins under test: those of its types the directory holds (a list's

@@ -97,8 +97,9 @@ class Profile:
     effect: Callable[[Sandbox], dict] | None = None
     # The plugin acts on every ADD, whatever its config (firewall: accept rules per address).
     always_acts: bool = False
-    # The kernel link kind the plugin creates (a key of conformance.kernel.PROBES): on a
-    # kernel without it, the checks that need a working config are not applicable.
+    # The kernel link kind the plugin creates, or another kernel feature it needs (a key of
+    # conformance.kernel.PROBES; ``--needs-kernel`` for a given config): on a kernel
+    # without it, the checks that need a working config are not applicable.
     link_kind: str = ""
     # Remove the host-side link the attachment depends on (the master), as when a NIC
     # goes away under a running container: ``drop_parent(world)``.

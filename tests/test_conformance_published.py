@@ -43,17 +43,20 @@ DNSNAME_STATE = "/run/containers/cni/dnsname"
 SELECTION: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "ptp": ((), ("A2-del-without-netns", "F25-del-twice", "F26-del-never-added", "D19-ifname-exists"),
             ("A4-ifname-template", "F28-del-spares-foreign-interface", "D21-failed-add-no-link")),
-    "host-device": ((), ("A2-del-without-netns", "G29-check-after-add", "K47-tolerated-keys"),
+    "host-device": (("--single-attachment", "one device per config"),
+                    ("A2-del-without-netns", "G29-check-after-add", "K47-tolerated-keys", "K48-runtime-config-tolerated"),
                     ("F25-del-twice", "F26-del-never-added", "F27-del-netns-gone", "D19-ifname-exists",
                      "J44-ipam-dns-carried")),
     "sbr": (("--kind", "meta"), ("E24-needs-prev-result", "B12-silent-success", "F26-del-never-added"),
             ("A2-del-without-netns", "G29-chained-check", "E23-prev-result-versions",
              "LC-chained-del-never-added", "LC-chained-lifecycle")),
-    "dnsname": (("--kind", "meta"), ("E24-needs-prev-result", "A2-del-without-netns", "LC-chained-del-never-added"),
+    "dnsname": (("--kind", "meta"), ("E24-needs-prev-result", "A2-del-without-netns", "LC-chained-del-never-added",
+                                     "E22-effect-applied"),
                 ("G29-chained-check", "LC-chained-lifecycle")),
     # The page's vrf bugs were found in the VM lane (Debian's kernel): they are pinned only on a
     # kernel with VRF (VRF_BUGS); elsewhere only checks that need no VRF device are.
-    "vrf": (("--kind", "meta"), ("E24-needs-prev-result", "B12-silent-success", "A2-del-without-netns"), ()),
+    "vrf": (("--kind", "meta", "--needs-kernel", "vrf"), ("A3-unknown-command", "B11-bad-stdin",
+                                                           "C15-unsupported-version"), ()),
 }
 VRF_BUGS = ("G29-chained-check", "LC-chained-lifecycle")
 

@@ -106,11 +106,33 @@ def prev_result(world: World, version: str, full: bool = False) -> dict:
 
 
 def passes_through(out: dict, prev: dict) -> bool:
-    """Whether a chained plugin's output is its prevResult, to which it may have appended
-    interfaces (bandwidth's IFB): the spec's "prevResult plus its changes"."""
+    """Whether a chained plugin's output is its prevResult plus additions: interfaces
+    appended (bandwidth's IFB) and DNS entries added (podman's dnsname adds its server and
+    search domain), every entry of prevResult kept in its place -- the spec's "prevResult
+    plus its changes"."""
+    if not isinstance(out, dict):
+        return False
     n = len(prev.get("interfaces", []))
-    return (isinstance(out, dict) and out.get("interfaces", [])[:n] == prev.get("interfaces", [])
-            and {k: v for k, v in out.items() if k != "interfaces"} == {k: v for k, v in prev.items() if k != "interfaces"})
+    rest = ("interfaces", "dns")
+    return (out.get("interfaces", [])[:n] == prev.get("interfaces", []) and _dns_extends(out.get("dns"), prev.get("dns"))
+            and {k: v for k, v in out.items() if k not in rest} == {k: v for k, v in prev.items() if k not in rest})
+
+
+def _dns_extends(out: object, prev: object) -> bool:
+    """Whether DNS ``out`` holds every entry of ``prev`` (lists keep prev's entries first,
+    a domain is kept or, when prev had none, added)."""
+    prev = prev or {}
+    if out is None:
+        return not prev
+    if not isinstance(out, dict) or not isinstance(prev, dict):
+        return False
+    for key in ("nameservers", "search", "options"):
+        before = prev.get(key) or []
+        if (out.get(key) or [])[:len(before)] != before:
+            return False
+    if prev.get("domain") and out.get("domain") != prev["domain"]:
+        return False
+    return set(out) <= {"nameservers", "search", "options", "domain"} | set(prev)
 
 
 def effect_conf(plugin, world: World, version: str) -> dict:

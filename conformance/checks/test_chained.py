@@ -159,7 +159,8 @@ def test_same_outcomes_as_reference(plugin, world):
             if doc == prev:
                 doc = "prevResult"
             elif doc is not None and passes_through(doc, prev):
-                doc = f"prevResult + {len(doc['interfaces']) - len(prev['interfaces'])} interface(s)"
+                added_dns = " + DNS entries" if doc.get("dns") != prev.get("dns") else ""
+                doc = f"prevResult + {len(doc.get('interfaces', [])) - len(prev.get('interfaces', []))} interface(s){added_dns}"
             seen.append((verb, out.ok, doc))
         w.exec(binary, "DEL", w.conf(v), containerid="diff1", ifname="eth0", path=path)
         return seen
