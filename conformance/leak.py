@@ -1,12 +1,18 @@
 """The leak checker: what a plugin may not leave behind once its attachments are deleted.
 
-A snapshot covers the world's host namespace (links, addresses, routes, the nftables
-ruleset, iptables and ip6tables rules, qdiscs other than the kernel's defaults), its
-container namespace (links, their settings: MTU, MAC, promiscuity..., addresses), the
-machine's own links, the IPAM data dir (lease files; ``lock`` and ``last_reserved_ip.*``
-are bookkeeping, not leases) and libcni's cache dir. ``diff`` reports what appeared; the
+A snapshot covers the world's host namespace (links, addresses, routes, policy rules, the
+nftables ruleset, iptables and ip6tables rules, qdiscs other than the kernel's defaults),
+its container namespace (links, their settings: MTU, MAC, promiscuity..., addresses,
+routes, policy rules), the processes running in either namespace, the world's links in the
+machine's own namespace (named with its tag, or with a peer in one of its namespaces),
+the IPAM data dir (lease files; ``lock`` and ``last_reserved_ip.*`` are bookkeeping, not
+leases), libcni's cache dir, and the machine's state directories (``/run``,
+``/var/lib/cni``: files whose path names the world's tag, as a network name does, e.g.
+dnsname's ``/run/containers/cni/dnsname/<network>``). ``diff`` reports what appeared; the
 bridge a bridge plugin keeps by design (as the reference does) and its addresses and
-connected routes are allowed.
+connected routes are allowed. A new firewall rule counts when it is about one of the
+world's attachments: it names its addresses or mapped ports (``markers``), or a link that
+the host namespace did not have before (a pod's veth, gone with the pod).
 
 Named namespaces are not compared: plugins run under ``ip netns exec``, whose private
 (slave) mount namespace keeps any netns a plugin bind-mounts from showing up outside, so
@@ -23,8 +29,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 from conformance.proc import sh
@@ -46,6 +54,16 @@ def _links(ns: str | None) -> set[str]:
     return {l["ifname"] for l in _ipj(ns, "link", "show")}
 
 
+def _machine_links(w: "World") -> set[str]:
+    """The links in the machine's own namespace that are the world's: named with its tag,
+    or with their peer (a veth's other end, a macvlan's parent) in one of its namespaces.
+    Any other link appearing there meanwhile is another program's (tests running alongside
+    create and delete links there all the time), not the plugin's."""
+    ids = {e.get("nsid") for e in _ipj(None, "netns", "list-id") if e.get("name") in w.namespaces}
+    return {l["ifname"] for l in _ipj(None, "link", "show")
+            if w.tag in l["ifname"] or ("link_netnsid" in l and l["link_netnsid"] in ids)}
+
+
 def _addrs(ns: str | None) -> set[str]:
     out = set()
     for l in _ipj(ns, "addr", "show"):
@@ -65,6 +83,62 @@ def _routes(ns: str | None) -> set[str]:
             if r.get("type") in ("local", "broadcast", "multicast") or r.get("dst", "").startswith("fe80"):
                 continue
             out.add(f"{r.get('dst')} dev={r.get('dev')} via={r.get('gateway')} table={r.get('table', 'main')}")
+    return out
+
+
+def _rules(ns: str) -> set[str]:
+    """Policy routing rules other than the kernel's three per family (local, main, default)."""
+    out = set()
+    for fam in ("-4", "-6"):
+        for r in _ipj(ns, fam, "rule", "show"):
+            if r.get("priority") in (0, 32766, 32767) and r.get("src") == "all" and len(r) <= 3:
+                continue
+            out.add(" ".join(f"{k}={v}" for k, v in sorted(r.items())))
+    return out
+
+
+def _processes(namespaces: dict[str, str]) -> set[str]:
+    """The processes running in the named namespaces (label -> netns name), counted by
+    command name, as "LABEL: COMM #N": no PIDs, so a process the profile started again
+    after renewing the namespaces is the same entry, and a second one is a new one."""
+    where: dict[int, str] = {}
+    for label, name in namespaces.items():
+        try:
+            where[os.stat(f"/run/netns/{name}").st_ino] = label
+        except OSError:
+            pass
+    counts: Counter[tuple[str, str]] = Counter()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            ino = int(os.readlink(f"/proc/{pid}/ns/net")[5:-1])  # "net:[4026532281]"
+            if ino not in where:
+                continue
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or a zombie
+        counts[(where[ino], comm)] += 1
+    return {f"{label}: {comm} #{i}" for (label, comm), n in counts.items() for i in range(1, n + 1)}
+
+
+# Where plugins keep state outside the dirs a config names (dnsname: /run/containers/cni).
+STATE_ROOTS = ("/run", "/var/lib/cni")
+
+
+def _state_files(tag: str) -> set[str]:
+    """Files (and sockets) under STATE_ROOTS whose path holds ``tag``: only this world's,
+    never another run's or another program's."""
+    out = set()
+    for top in STATE_ROOTS:
+        for root, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if d != "netns"]  # namespace mounts, not state
+            for f in files:
+                p = os.path.join(root, f)
+                if tag in p:
+                    out.add(p)
+            out.update(os.path.join(root, d) + "/" for d in dirs if tag in d and tag not in root)
     return out
 
 
@@ -123,24 +197,31 @@ def snapshot(w: "World", keys: Iterable[str] | None = None) -> dict:
         "host links": lambda: _links(w.host),
         "host addresses": lambda: _addrs(w.host),
         "host routes": lambda: _routes(w.host),
+        "host rules": lambda: _rules(w.host),
         "host firewall": lambda: _firewall(w.host),
         "host qdiscs": lambda: _qdiscs(w.host),
         "container links": lambda: _links(w.ctr),
         "container link settings": lambda: _link_settings(w.ctr),
         "container addresses": lambda: _addrs(w.ctr),
-        "machine links": lambda: _links(None),
+        "container routes": lambda: _routes(w.ctr),
+        "container rules": lambda: _rules(w.ctr),
+        "processes": lambda: _processes({"host": w.host, "container": w.ctr}),
+        "machine links": lambda: _machine_links(w),
         "IPAM leases": lambda: _files(w.sandbox.data_dir, _not_lease),
         "libcni cache": lambda: _files(w.cache_dir),
+        "state files": lambda: _state_files(w.tag),
     }
     return {k: f() for k, f in take.items() if keys is None or k in keys}
 
 
 def markers(w: "World") -> list[str]:
     """Text that appears in a firewall rule only if it is about one of the world's
-    attachments: its subnets (container addresses) and the host ports checks map."""
+    attachments: its subnets (container addresses), the host ports checks map, and the
+    host end of a chained world's pod (its prevResult's first interface: a rule naming it
+    is about that pod, although the link outlives the pod's DEL in the world)."""
     a4 = w.sandbox.subnet4.rsplit(".", 1)[0] + "."
     a6 = w.sandbox.subnet6.split("::")[0] + ":"
-    return [a4, a6, "dport 18080", "dport 18053"]
+    return [a4, a6, "dport 18080", "dport 18053"] + ([w.sandbox.pod_veth] if w.sandbox.pod_veth else [])
 
 
 def diff(before: dict, after: dict, allowed_links: set[str] = frozenset(),
@@ -148,9 +229,10 @@ def diff(before: dict, after: dict, allowed_links: set[str] = frozenset(),
     """Human-readable leaks: what is in ``after`` and not in ``before`` (over the keys
     ``after`` has: it may be a partial snapshot).
 
-    Firewall: with ``firewall_markers``, only new rules mentioning one of them count
-    (shared scaffolding such as an empty CNI-HOSTPORT-DNAT chain that every attachment
-    uses may stay, as a bridge may); without, any change counts."""
+    Firewall: with ``firewall_markers``, only new rules mentioning one of them, or naming a
+    link the host namespace did not have before (nor an allowed one), count (shared
+    scaffolding such as an empty CNI-HOSTPORT-DNAT chain that every attachment uses may
+    stay, as a bridge may); without, any change counts."""
     leaks = []
     for k, a in after.items():
         b = before[k]
@@ -173,11 +255,25 @@ def diff(before: dict, after: dict, allowed_links: set[str] = frozenset(),
                 if text != b.get(sub, ""):
                     extra = set(text.splitlines()) - set(b.get(sub, "").splitlines())
                     if firewall_markers is not None:
-                        extra = {line for line in extra if any(m in line for m in firewall_markers)}
+                        known = before.get("host links", set()) | allowed_links
+                        extra = {line for line in extra if any(m in line for m in firewall_markers)
+                                 or _names_link_not_in(line, known)}
                         if not extra:
                             continue
                     leaks.append(f"{k} ({sub}) changed: {'; '.join(sorted(extra))[:1500] or 'rules removed'}")
     return leaks
+
+
+# A rule's interface: iptables-save's "-i NAME"/"-o NAME"; nft's 'iifname "NAME"' (nft
+# always quotes a literal name; sets, maps and concatenations, '@set', 'iifname . oifname',
+# are not names).
+_RULE_LINK = re.compile(r'(?:^|\s)-[io]\s+([^\s!]+)|\b[io]ifname\s+(?:(?:!=|==)\s+)?"([^"]+)"')
+
+
+def _names_link_not_in(line: str, links: set[str]) -> bool:
+    """Whether firewall rule ``line`` names a link (not a wildcard) outside ``links``."""
+    names = [a or b for a, b in _RULE_LINK.findall(line)]
+    return any(not name.endswith(("+", "*")) and name not in links for name in names)
 
 
 def _dying_peers(ns: str) -> set[str]:

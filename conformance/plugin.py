@@ -58,7 +58,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("cni conformance")
     g.addoption("--cni-path", required=True, help="directory of the CNI plugin binaries under test")
     g.addoption("--cni-plugins", default="", help="comma-separated plugin types (default: every known type present)")
-    g.addoption("--cni-implementation", default="", help="deviation set to apply (default: 'reference' for /usr/lib/cni)")
+    g.addoption("--cni-implementation", default="", help="deviation set to apply (default: 'reference' for the reference's "
+                "types in /usr/lib/cni, see conformance/deviations.py)")
     g.addoption("--cni-reference", default="/usr/lib/cni", help="reference plugins for differential checks")
     g.addoption("--cni-report", default="", help="write an HTML report here")
     g.addoption("--cni-runtime", default="", help="the runtime lane whose checks run (e.g. cri)")
@@ -92,8 +93,7 @@ def _selected(config: pytest.Config) -> list[PluginUnderTest]:
     if not wanted:
         wanted = sorted(t for t in os.listdir(cni_path)
                         if (profile_for(t) or registry_kind(t)) and os.access(os.path.join(cni_path, t), os.X_OK))
-    impl = config.getoption("--cni-implementation") or (
-        deviations.REFERENCE if os.path.realpath(cni_path) == "/usr/lib/cni" else "under-test")
+    impl = config.getoption("--cni-implementation")
     ref_dir = config.getoption("--cni-reference")
     out = []
     for t in wanted:
@@ -101,7 +101,8 @@ def _selected(config: pytest.Config) -> list[PluginUnderTest]:
         ref = os.path.join(ref_dir, t) if ref_dir else None
         if ref and (not os.access(ref, os.X_OK) or os.path.realpath(ref) == os.path.realpath(binary)):
             ref = None
-        out.append(PluginUnderTest(t, binary, given.get(t) or profile_for(t), impl, ref))
+        out.append(PluginUnderTest(t, binary, given.get(t) or profile_for(t),
+                                   impl or deviations.implementation_of(cni_path, t), ref))
     return out
 
 

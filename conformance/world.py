@@ -103,6 +103,11 @@ class World:
             runs.delete_netns(ns)  # and the processes in it (a plugin's hung child)
         self._make_namespaces()
 
+    @property
+    def namespaces(self) -> list[str]:
+        """The names of the world's namespaces: host, container, and those ``new_netns`` made."""
+        return [self.host, self.ctr, *self._extra_ns]
+
     # -- resources -------------------------------------------------------------------
     def new_netns(self) -> str:
         """Another container namespace, deleted with the world; returns its path."""

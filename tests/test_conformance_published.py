@@ -49,10 +49,9 @@ SELECTION: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
                      "J44-ipam-dns-carried")),
     "sbr": (("--kind", "meta"), ("E24-needs-prev-result", "B12-silent-success", "F26-del-never-added"),
             ("A2-del-without-netns", "G29-chained-check", "E23-prev-result-versions",
-             "LC-chained-del-never-added", "LC-chained-lifecycle")),
-    "dnsname": (("--kind", "meta"), ("E24-needs-prev-result", "A2-del-without-netns", "LC-chained-del-never-added",
-                                     "E22-effect-applied"),
-                ("G29-chained-check", "LC-chained-lifecycle")),
+             "LC-chained-del-never-added", "LC-chained-lifecycle", "E22-effect-applied")),
+    "dnsname": (("--kind", "meta"), ("E24-needs-prev-result", "A2-del-without-netns", "LC-chained-del-never-added"),
+                ("G29-chained-check", "LC-chained-lifecycle", "E22-effect-applied", "LC-chained-del-netns-gone")),
     # The page's vrf bugs were found in the VM lane (Debian's kernel): they are pinned only on a
     # kernel with VRF (VRF_BUGS); elsewhere only checks that need no VRF device are.
     "vrf": (("--kind", "meta", "--needs-kernel", "vrf"), ("A3-unknown-command", "B11-bad-stdin",
