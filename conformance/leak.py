@@ -35,6 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
+from conformance import runs
 from conformance.proc import sh
 
 TYPE_CHECKING = False
@@ -101,25 +102,14 @@ def _processes(namespaces: dict[str, str]) -> set[str]:
     """The processes running in the named namespaces (label -> netns name), counted by
     command name, as "LABEL: COMM #N": no PIDs, so a process the profile started again
     after renewing the namespaces is the same entry, and a second one is a new one."""
-    where: dict[int, str] = {}
-    for label, name in namespaces.items():
-        try:
-            where[os.stat(f"/run/netns/{name}").st_ino] = label
-        except OSError:
-            pass
     counts: Counter[tuple[str, str]] = Counter()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            ino = int(os.readlink(f"/proc/{pid}/ns/net")[5:-1])  # "net:[4026532281]"
-            if ino not in where:
-                continue
-            with open(f"/proc/{pid}/comm") as f:
-                comm = f.read().strip()
-        except (OSError, ValueError):
-            continue  # gone meanwhile, or a zombie
-        counts[(where[ino], comm)] += 1
+    for label, name in namespaces.items():
+        for pid, _ in runs.processes_in(os.path.join(runs.NETNS_DIR, name)):
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    counts[(label, f.read().strip())] += 1
+            except OSError:
+                continue  # gone meanwhile
     return {f"{label}: {comm} #{i}" for (label, comm), n in counts.items() for i in range(1, n + 1)}
 
 
